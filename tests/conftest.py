@@ -1,0 +1,13 @@
+"""Test session set-up: two logical CPU devices, so MirroredStrategy tests
+run real cross-device code paths on a CPU-only machine."""
+
+import zapkeras  # noqa: F401  (forces the TensorFlow backend first)
+import tensorflow as tf
+
+_cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    _cpu,
+    [tf.config.LogicalDeviceConfiguration()] * 2,
+)
+
+MIRRORED_DEVICES = ["/cpu:0", "/cpu:1"]
