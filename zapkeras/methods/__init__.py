@@ -1,0 +1,1 @@
+"""Training methods: resets (zapping, ...) built on `methods.resets`."""

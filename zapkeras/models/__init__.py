@@ -1,0 +1,29 @@
+"""The zapkeras models; every one names its logits layer `classifier`."""
+
+import keras
+
+from zapkeras.errors import UsageError
+from zapkeras.models.convnet import frati_convnet
+from zapkeras.models.layers import InstanceNorm
+from zapkeras.models.layers import ReparamLayerNorm
+from zapkeras.models.mlp import mlp
+
+__all__ = [
+    "InstanceNorm",
+    "ReparamLayerNorm",
+    "feature_extractor",
+    "frati_convnet",
+    "mlp",
+]
+
+
+def feature_extractor(model):
+    """The body of `model`: its input → the input of layer `classifier`."""
+    try:
+        head = model.get_layer("classifier")
+    except ValueError:
+        raise UsageError(
+            f"model {model.name!r} has no layer named 'classifier'; name "
+            "its output Dense layer 'classifier' (SPEC §5)."
+        ) from None
+    return keras.Model(model.input, head.input, name=f"{model.name}_features")

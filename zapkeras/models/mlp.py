@@ -1,0 +1,72 @@
+"""The fully connected network of the continual problems.
+
+hernandez-garcia2025 §3–4 (reference-implementations.md §2.3): `depth`
+hidden Dense layers of `width` units with optional LayerNorm before
+('pre') or after ('post') the activation, or the reparameterised LayerNorm
+x̂·(1 + γ) + β before it ('reparam'); Kaiming-normal weights, zero biases.
+"""
+
+import gin
+import keras
+
+from zapkeras.errors import UsageError
+from zapkeras.models import layers
+
+LAYER_NORMS = (None, "pre", "post", "reparam")
+
+
+def _norm(layer_norm, name):
+    """The normalisation layer of one hidden block."""
+    if layer_norm == "reparam":
+        return layers.ReparamLayerNorm(name=name)
+    return keras.layers.LayerNormalization(epsilon=1e-5, name=name)
+
+
+@gin.configurable
+def mlp(
+    num_classes,
+    *,
+    input_shape,
+    width=256,
+    depth=2,
+    activation="relu",
+    layer_norm=None,
+    init="reference",
+):
+    """Builds Flatten → depth × (Dense → [norm] → act → [norm]) → classifier.
+
+    Hidden layers are named dense<i>, norm<i>, act<i>; the logits layer is
+    `classifier`. init="reference" draws every kernel from Kaiming-normal
+    (std √(2/fan_in)) with zero biases, as the reference code does;
+    init="keras" keeps Keras' defaults (Glorot-uniform kernels).
+    """
+    if layer_norm not in LAYER_NORMS:
+        raise UsageError(
+            f"LAYER_NORM = {layer_norm!r}; use None, 'pre', 'post' or "
+            "'reparam'."
+        )
+    if width < 1 or depth < 0:
+        raise UsageError(
+            f"WIDTH = {width!r}, mlp.depth = {depth!r}; the width must be "
+            "positive and the depth non-negative."
+        )
+    layers.check_init(init, "mlp.init")
+
+    def dense(units, name):
+        if init == "keras":
+            return keras.layers.Dense(units, name=name)
+        return keras.layers.Dense(
+            units, kernel_initializer=layers.kaiming_normal(), name=name
+        )
+
+    inputs = keras.Input(tuple(input_shape), name="inputs")
+    x = keras.layers.Flatten(name="flatten")(inputs)
+    for i in range(depth):
+        x = dense(width, f"dense{i}")(x)
+        if layer_norm in ("pre", "reparam"):
+            x = _norm(layer_norm, f"norm{i}")(x)
+        x = keras.layers.Activation(activation, name=f"act{i}")(x)
+        if layer_norm == "post":
+            x = _norm(layer_norm, f"norm{i}")(x)
+    outputs = dense(num_classes, "classifier")(x)
+    return keras.Model(inputs, outputs, name="mlp")
