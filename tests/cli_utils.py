@@ -1,0 +1,35 @@
+"""Running `python -m zapkeras.<module>` the way a user does."""
+
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_module(module, *args, timeout=600):
+    """Runs the module from the repo root; returns the CompletedProcess."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def read_scalar_tags(logdir):
+    """All scalar tags (TF2 summaries are stored as tensors) under logdir."""
+    from tensorboard.backend.event_processing import event_accumulator
+
+    tags = set()
+    for root, _, names in os.walk(logdir):
+        if any(n.startswith("events.out") for n in names):
+            acc = event_accumulator.EventAccumulator(
+                root, size_guidance={event_accumulator.TENSORS: 0}
+            )
+            acc.Reload()
+            tags.update(acc.Tags()["tensors"])
+    return tags

@@ -1,0 +1,124 @@
+"""Command-line plumbing shared by `zapkeras.train` and `zapkeras.tune`.
+
+Flags of SPEC §1, gin parsing with unknown names failing loudly, and the
+rule that a user mistake ends the program with a short message and exit
+status 2, never a traceback.
+"""
+
+import datetime
+import os
+import sys
+
+import gin
+from absl import flags
+
+from zapkeras.errors import UsageError
+
+flags.DEFINE_multi_string(
+    "gin_file", None, "Gin config file(s); they compose left to right."
+)
+flags.DEFINE_multi_string(
+    "gin_param", [], "Gin binding(s), applied after the files."
+)
+flags.DEFINE_string(
+    "output_dir",
+    None,
+    "Where outputs go; default runs/<config-name>-<YYYYmmdd-HHMMSS>.",
+)
+flags.DEFINE_string(
+    "data_dir",
+    None,
+    "Dataset root; default $ZAPKERAS_DATA_DIR, else ~/tensorflow_datasets.",
+)
+flags.DEFINE_integer("seed", 0, "Fixes data order, init, resets, sampling.")
+flags.DEFINE_string(
+    "strategy", "auto", "tf.distribute strategy: auto|one|mirrored|multi_worker."
+)
+
+FLAGS = flags.FLAGS
+
+
+def fail(message):
+    """Prints a user-mistake message and exits with status 2."""
+    print(f"zapkeras: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def parse_flags(argv):
+    """absl flags parser that turns flag errors into exit status 2."""
+    try:
+        rest = FLAGS(argv)
+    except flags.Error as e:
+        fail(f"{e}\nRun with --helpfull to list the flags.")
+    if len(rest) > 1:
+        fail(f"unexpected arguments {rest[1:]}; every setting is a --flag.")
+    if not FLAGS.gin_file:
+        fail("--gin_file is required, e.g. --gin_file=gin/quickstart.gin.")
+    return rest
+
+
+def main_guard(fn):
+    """Runs `fn()`, reporting a UsageError as a message with exit status 2."""
+    try:
+        return fn()
+    except UsageError as e:
+        fail(str(e))
+
+
+def _gin_search_paths(gin_files):
+    """Includes are written relative to the folder that holds `gin/`."""
+    paths = set()
+    for path in gin_files:
+        folder = os.path.dirname(os.path.abspath(path))
+        while folder != os.path.dirname(folder):
+            if os.path.basename(folder) == "gin":
+                paths.add(os.path.dirname(folder))
+            folder = os.path.dirname(folder)
+    return sorted(paths)
+
+
+def parse_gin(gin_files, bindings):
+    """Parses gin files and bindings; unknown names are a UsageError."""
+    import zapkeras.gin_imports  # noqa: F401  (registers configurables)
+
+    for path in gin_files:
+        if not os.path.isfile(path):
+            raise UsageError(
+                f"--gin_file={path!r} does not exist; configs are under gin/, "
+                "e.g. gin/quickstart.gin."
+            )
+    gin.clear_config()
+    for path in _gin_search_paths(gin_files):
+        gin.add_config_file_search_path(path)
+    try:
+        gin.parse_config_files_and_bindings(
+            gin_files, bindings, skip_unknown=False
+        )
+    except (ValueError, KeyError, SyntaxError, OSError, TypeError) as e:
+        raise UsageError(
+            f"gin config: {e}\nCheck the configurable and parameter names "
+            "against the gin/ configs and the function signatures."
+        ) from None
+
+
+def experiment_name(gin_files):
+    """'omniglot/iid_zap' for gin/omniglot/iid_zap.gin."""
+    path = os.path.abspath(gin_files[-1])
+    parts = os.path.splitext(path)[0].split(os.sep)
+    if "gin" in parts:
+        parts = parts[len(parts) - parts[::-1].index("gin") :]
+    else:
+        parts = parts[-1:]
+    return "/".join(parts)
+
+
+def default_output_dir(gin_files):
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    name = experiment_name(gin_files).replace("/", "_")
+    return os.path.join("runs", f"{name}-{stamp}")
+
+
+def default_data_dir():
+    return os.environ.get("ZAPKERAS_DATA_DIR") or os.path.expanduser(
+        "~/tensorflow_datasets"
+    )

@@ -1,0 +1,35 @@
+"""The `--strategy` flag: which tf.distribute strategy a run uses (SPEC §1)."""
+
+import tensorflow as tf
+
+from zapkeras.errors import UsageError
+
+STRATEGIES = ("auto", "one", "mirrored", "multi_worker")
+
+
+def make_strategy(name):
+    """Returns the tf.distribute strategy named by `--strategy`.
+
+    auto: MirroredStrategy over all GPUs when more than one is visible, else
+    the default strategy. one: a single device (first GPU, else CPU).
+    mirrored: MirroredStrategy over all GPUs, or over every logical CPU device
+    when there is no GPU (how tests exercise it). multi_worker:
+    MultiWorkerMirroredStrategy, configured by the TF_CONFIG variable.
+    """
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "auto":
+        if len(gpus) > 1:
+            return tf.distribute.MirroredStrategy()
+        return tf.distribute.get_strategy()
+    if name == "one":
+        device = gpus[0].name if gpus else "/cpu:0"
+        return tf.distribute.OneDeviceStrategy(device)
+    if name == "mirrored":
+        devices = gpus or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise UsageError(
+        f"--strategy={name!r} is not a strategy; use one of "
+        f"{', '.join(STRATEGIES)}."
+    )

@@ -1,0 +1,27 @@
+"""Registers everything a gin file may name (tf3d's gin_imports pattern).
+
+Importing this module imports every module that declares configurables and
+registers the Keras classes configs refer to. `gin.tf` is not used: it is
+broken on TF ≥ 2.16 (ecosystem-notes.md §C.4). Callbacks and Keras classes
+are registered here, not decorated, so the library stays usable without gin.
+"""
+
+import gin
+import keras
+
+from zapkeras import data  # noqa: F401
+from zapkeras import models  # noqa: F401
+from zapkeras import runner  # noqa: F401
+from zapkeras.methods import zapping
+from zapkeras.protocols import pretrain  # noqa: F401
+from zapkeras.protocols import transfer  # noqa: F401
+
+for _optimizer in (
+    keras.optimizers.Adam,
+    keras.optimizers.AdamW,
+    keras.optimizers.SGD,
+    keras.optimizers.RMSprop,
+):
+    gin.external_configurable(_optimizer, module="keras.optimizers")
+
+gin.external_configurable(zapping.Zapping, module="zapkeras")

@@ -1,0 +1,35 @@
+"""Epoch checkpoints that let a rerun resume where an interrupted one stopped.
+
+tf.train.CheckpointManager writes the checkpoint files before it updates its
+index, so a crash during a save leaves the previous checkpoint usable. Model
+weights, optimizer slots and the epoch counter are saved together; data order
+and resets are functions of (seed, epoch), so nothing else is needed.
+"""
+
+import keras
+import tensorflow as tf
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Saves (model, optimizer, epoch) after every epoch; restores on demand."""
+
+    def __init__(self, directory, model, max_to_keep=2):
+        super().__init__()
+        self._epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self._checkpoint = tf.train.Checkpoint(
+            model=model, optimizer=model.optimizer, epoch=self._epoch
+        )
+        self._manager = tf.train.CheckpointManager(
+            self._checkpoint, directory, max_to_keep=max_to_keep
+        )
+
+    def restore(self):
+        """Restores the latest checkpoint; returns the epoch to start from."""
+        if self._manager.latest_checkpoint is None:
+            return 0
+        self._checkpoint.restore(self._manager.latest_checkpoint)
+        return int(self._epoch.numpy())
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._epoch.assign(epoch + 1)
+        self._manager.save(checkpoint_number=epoch + 1)

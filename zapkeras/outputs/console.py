@@ -1,0 +1,46 @@
+"""What a person watching the terminal sees: progress lines and tables."""
+
+import sys
+import time
+
+import keras
+
+
+def say(message):
+    print(message, file=sys.stdout, flush=True)
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """One line per epoch: metrics, validation and wall time."""
+
+    def __init__(self, label, epochs):
+        super().__init__()
+        self._label = label
+        self._epochs = epochs
+        self._start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        metrics = "  ".join(
+            f"{k} {v:.4f}" for k, v in sorted((logs or {}).items())
+        )
+        seconds = time.perf_counter() - self._start
+        say(
+            f"{self._label} epoch {epoch + 1}/{self._epochs}  {metrics}  "
+            f"({seconds:.1f}s)"
+        )
+
+
+def table(header, rows):
+    """Formats rows of strings as an aligned plain-text table."""
+    widths = [
+        max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))
+    ]
+
+    def line(row):
+        return "  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(header), rule, *(line(r) for r in rows)])

@@ -1,0 +1,35 @@
+"""Entry point: `python -m zapkeras.train --gin_file=... [flags]` (SPEC §1)."""
+
+import keras
+import tensorflow as tf
+from absl import app
+
+from zapkeras import cli
+from zapkeras import distribute
+from zapkeras import runner
+
+FLAGS = cli.FLAGS
+
+
+def run(argv=None):
+    """Parses gin, seeds everything, builds the strategy and runs."""
+    del argv
+    cli.parse_gin(FLAGS.gin_file, FLAGS.gin_param)
+    keras.utils.set_random_seed(FLAGS.seed)
+    tf.config.experimental.enable_op_determinism()
+    strategy = distribute.make_strategy(FLAGS.strategy)
+    return runner.Runner(
+        output_dir=FLAGS.output_dir or cli.default_output_dir(FLAGS.gin_file),
+        data_dir=FLAGS.data_dir or cli.default_data_dir(),
+        seed=FLAGS.seed,
+        strategy=strategy,
+        experiment=cli.experiment_name(FLAGS.gin_file),
+    ).run()
+
+
+def main(argv):
+    cli.main_guard(lambda: run(argv))
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=cli.parse_flags)
