@@ -1,6 +1,9 @@
-"""Sequential transfer (frati2024 Alg. 2): the compiled probe equals a plain
-eager loop, the body stays bit-identical, the head starts Kaiming-normal
-with zero bias, and accuracies are computed per class."""
+"""Transfer protocols (frati2024 Alg. 2 and 3): the compiled learner equals
+a plain eager loop, linear probing leaves the body bit-identical, full-model
+training restores the body every run, the head starts Kaiming-normal with
+zero bias, accuracies are per class, per-task losses are [points, tasks]."""
+
+import json
 
 import keras
 import numpy as np
@@ -10,84 +13,112 @@ import tensorflow as tf
 from zapkeras import data as data_lib
 from zapkeras.outputs import tensorboard
 from zapkeras.protocols import transfer
+from zapkeras.protocols.learner import TransferLearner
 from zapkeras.runner import RunContext
 
 
-def test_per_class_accuracy_is_macro_in_order():
-    labels = np.array([0, 0, 1, 1, 1, 2])
-    preds = np.array([0, 1, 1, 1, 0, 2])
-    acc = transfer._per_class_accuracy(preds, labels, np.array([2, 0, 1]))
-    np.testing.assert_allclose(acc, [1.0, 0.5, 2 / 3])
-
-
-def test_eval_points_first_every_and_last():
-    assert transfer._eval_points(10, 3) == [1, 3, 6, 9, 10]
-    assert transfer._eval_points(1, 50) == [1]
-
-
-def test_reset_gives_kaiming_head_zero_bias_fresh_optimizer():
-    probe = transfer._LinearProbe(2048, 300, keras.optimizers.Adam)
-    probe.train(np.ones((3, 2048), np.float32), np.array([1, 2, 3], np.int32))
-    probe.reset(0.01, seed=5)
-    kernel = probe.head.kernel.numpy()
-    assert abs(kernel.std() / np.sqrt(2 / 2048) - 1) < 0.02
-    assert abs(kernel.mean()) < 1e-3
-    assert not probe.head.bias.numpy().any()
-    assert int(probe.optimizer.iterations.numpy()) == 0
-    assert float(probe.optimizer.learning_rate.numpy()) == pytest.approx(0.01)
-
-
-def test_compiled_probe_matches_eager_reference_loop():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(12, 16)).astype(np.float32)
-    y = rng.integers(0, 5, size=12).astype(np.int32)
-    probe = transfer._LinearProbe(16, 5, keras.optimizers.Adam)
-    probe.reset(0.05, seed=1)
-    head = keras.layers.Dense(5)
-    head.build((None, 16))
-    head.set_weights(probe.head.get_weights())
-    opt = keras.optimizers.Adam(0.05)
-    for t in range(12):  # one example per step, as the reference does
-        with tf.GradientTape() as tape:
-            loss = keras.losses.sparse_categorical_crossentropy(
-                y[t : t + 1], head(x[t : t + 1]), from_logits=True
-            )
-        grads = tape.gradient(loss, head.trainable_variables)
-        opt.apply_gradients(zip(grads, head.trainable_variables))
-    probe.train(x[:7], y[:7])
-    probe.train(x[7:], y[7:])
-    for got, want in zip(probe.head.get_weights(), head.get_weights()):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-
-
-def _tiny_model(num_classes):
-    inputs = keras.Input((4, 4, 1))
+def _tiny_model(num_classes, size=4):
+    inputs = keras.Input((size, size, 1))
     x = keras.layers.Conv2D(3, 3, name="conv0")(inputs)
     x = keras.layers.Flatten(name="features")(x)
     outputs = keras.layers.Dense(num_classes, name="classifier")(x)
     return keras.Model(inputs, outputs)
 
 
-def test_linear_probing_leaves_the_body_bit_identical(tmp_path):
-    rng = np.random.default_rng(0)
-    pool = data_lib.LabeledImages(
-        images=rng.random((8 * 6, 4, 4, 1)).astype(np.float32),
-        labels=np.repeat(np.arange(8), 6).astype(np.int32),
-        class_names=tuple(str(i) for i in range(8)),
+def _pool(classes=8, per_class=6, size=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return data_lib.LabeledImages(
+        images=rng.random((classes * per_class, size, size, 1)).astype(
+            np.float32
+        ),
+        labels=np.repeat(np.arange(classes), per_class).astype(np.int32),
+        class_names=tuple(str(i) for i in range(classes)),
     )
-    model = _tiny_model(5)
-    before = [w.copy() for w in model.get_weights()]
-    context = RunContext(
+
+
+def _context(tmp_path):
+    return RunContext(
         seed=0,
         strategy=tf.distribute.get_strategy(),
         output_dir=str(tmp_path),
         condition="",
         writer=tensorboard.Writer(str(tmp_path / "tb")),
     )
+
+
+def test_per_class_accuracy_and_loss_are_macro_in_order():
+    learner = TransferLearner(
+        _tiny_model(3), 3, keras.optimizers.Adam, linear_probe=True
+    )
+    learner.logits = lambda x: np.eye(3)[[0, 1, 1, 1, 0, 2]] * 50.0
+    acc, loss = learner.per_class(
+        None, np.array([0, 0, 1, 1, 1, 2]), np.array([2, 0, 1])
+    )
+    np.testing.assert_allclose(acc, [1.0, 0.5, 2 / 3])
+    assert loss[0] < 1e-6 and loss[1] == pytest.approx(25.0, rel=1e-3)
+
+
+def test_eval_points_first_every_and_last():
+    assert transfer.eval_points(10, 3) == [1, 3, 6, 9, 10]
+    assert transfer.eval_points(1, 50) == [1]
+
+
+def test_reset_gives_kaiming_head_zero_bias_fresh_optimizer():
+    inputs = keras.Input((2048,))
+    model = keras.Model(
+        inputs, keras.layers.Dense(300, name="classifier")(inputs)
+    )
+    learner = TransferLearner(
+        model, 300, keras.optimizers.Adam, linear_probe=True
+    )
+    learner.train(np.ones((3, 2048)), [1, 2, 3], 1)
+    learner.reset(0.01, seed=5)
+    kernel = learner.head.kernel.numpy()
+    assert abs(kernel.std() / np.sqrt(2 / 2048) - 1) < 0.02
+    assert abs(kernel.mean()) < 1e-3
+    assert not learner.head.bias.numpy().any()
+    assert int(learner.optimizer.iterations.numpy()) == 0
+    assert float(learner.optimizer.learning_rate.numpy()) == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("linear_probe", [True, False])
+def test_compiled_learner_matches_eager_reference_loop(linear_probe):
+    rng = np.random.default_rng(0)
+    x = rng.random((12, 4, 4, 1)).astype(np.float32)
+    y = rng.integers(0, 5, size=12).astype(np.int32)
+    model = _tiny_model(5)
+    learner = TransferLearner(
+        model, 5, keras.optimizers.Adam, linear_probe=linear_probe
+    )
+    learner.reset(0.05, seed=1)
+    reference = _tiny_model(5)
+    reference.set_weights(model.get_weights())
+    reference.get_layer("classifier").set_weights(learner.head.get_weights())
+    variables = reference.trainable_variables
+    if linear_probe:
+        variables = reference.get_layer("classifier").trainable_variables
+    opt = keras.optimizers.Adam(0.05)
+    for t in range(12):  # one example per step, as the reference does
+        with tf.GradientTape() as tape:
+            loss = keras.losses.sparse_categorical_crossentropy(
+                y[t : t + 1], reference(x[t : t + 1]), from_logits=True
+            )
+        opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    inputs = learner.inputs(x)
+    learner.train(inputs[:7], y[:7], 1)
+    learner.train(inputs[7:], y[7:], 1)
+    np.testing.assert_allclose(
+        learner.logits(inputs), reference.predict(x, verbose=0), atol=1e-4
+    )
+
+
+def test_linear_probing_leaves_the_body_bit_identical(tmp_path):
+    model = _tiny_model(5)
+    before = [w.copy() for w in model.get_weights()]
     result = transfer.sequential_transfer(
         model,
-        pool,
-        context,
+        _pool(),
+        _context(tmp_path),
         learning_rates=(0.01, 0.001),
         runs=2,
         classes=5,
@@ -98,5 +129,60 @@ def test_linear_probing_leaves_the_body_bit_identical(tmp_path):
         np.testing.assert_array_equal(got, want)
     assert result["best_lr"] in (0.01, 0.001)
     assert set(result["by_lr"]) == {"0.01", "0.001"}
-    curves = tmp_path / "curves" / "transfer_sequential.json"
-    assert curves.exists()
+    assert (tmp_path / "curves" / "transfer_sequential.json").exists()
+
+
+def test_full_model_training_restores_the_body_each_run(tmp_path):
+    model = _tiny_model(5)
+    body_before = model.get_layer("conv0").get_weights()
+    learner = TransferLearner(
+        model, 8, keras.optimizers.Adam, linear_probe=False
+    )
+    learner.reset(0.1, seed=0)
+    learner.train(np.random.rand(6, 4, 4, 1), np.arange(6), 1)
+    changed = model.get_layer("conv0").get_weights()
+    assert not np.allclose(changed[0], body_before[0])
+    learner.reset(0.1, seed=0)
+    for got, want in zip(model.get_layer("conv0").get_weights(), body_before):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_task_losses_have_shape_points_by_tasks(tmp_path):
+    transfer.sequential_transfer(
+        _tiny_model(5),
+        _pool(),
+        _context(tmp_path),
+        learning_rates=(0.01,),
+        runs=1,
+        classes=5,
+        train_per_class=4,
+        eval_every=5,
+        task_loss_every=2,
+    )
+    losses = np.load(
+        tmp_path / "curves" / "task_losses" / "lr_0.01_run_0.npy"
+    )
+    assert losses.shape == (10, 5)  # 20 steps / 2, 5 tasks
+    assert np.isfinite(losses).all()
+    # Task 4 is trained in steps 17-20 only: its loss falls then.
+    assert losses[-1, 4] < losses[7, 4] - 0.1
+
+
+def test_iid_transfer_evaluates_every_few_steps(tmp_path):
+    result = transfer.iid_transfer(
+        _tiny_model(5),
+        _pool(),
+        _context(tmp_path),
+        learning_rates=(0.01,),
+        runs=2,
+        classes=6,
+        train_per_class=4,
+        batch_size=4,
+        eval_every_steps=2,
+        epochs=2,
+    )
+    assert 0.0 <= result["test_accuracy"] <= 1.0
+    with open(tmp_path / "curves" / "transfer_iid.json") as f:
+        curves = json.load(f)
+    steps = [p["step"] for p in curves["0.01"][0]["curve"]]
+    assert steps == [2, 4, 6, 8, 10, 12]  # 24 examples / 4 per batch, x2

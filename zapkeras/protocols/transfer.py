@@ -1,15 +1,24 @@
-"""Sequential (continual) transfer by linear probing (frati2024 Alg. 2).
+"""Transfer protocols of frati2024: sequential (Alg. 2) and i.i.d. (Alg. 3).
 
-A fresh head (Kaiming-normal weights, zero bias: reference-implementations.md
-§1.7) learns the transfer classes one after another, one example per
-optimizer step, each example once, with the pretrained body frozen. Because
-the body is frozen its features are computed once; every run of every
-learning rate then trains the head on those cached features inside a
-compiled loop. The head is evaluated after the first class, every
-`eval_every` classes and at the end, per class, on the support (train) and
-held-out query (test) images of the classes seen and of all classes of the
-trajectory. Each learning rate is repeated `runs` times with a new class order
-and head; the best learning rate (mean final test accuracy) is reported.
+Both give a pretrained model a fresh head (Kaiming-normal, zero bias) and
+train it — the head alone (linear probing) or the whole model — on
+`classes` transfer classes never seen in pretraining, split per class into
+support (train) and held-out query (test) images. Each learning rate of the
+sweep is repeated `runs` times with a new class order and head (shared
+across rates, so rates are compared on the same draws); the best rate by
+mean final test accuracy is reported (reference-implementations.md §1.7-1.8).
+
+- Sequential: classes one after another, one example per optimizer step,
+  each example once per epoch; evaluated after the first class, every
+  `eval_every` classes and at the end, per class, on support and query
+  images of the classes seen and of all classes of the trajectory. With
+  `task_loss_every` > 0 the loss of every task (class) on its support images
+  is recorded every that many steps: frati2025 §2.3's per-task losses, an
+  array [points, tasks] per run.
+- i.i.d.: shuffled mini-batches of all support images for `epochs` epochs
+  (reference default 1), evaluated every `eval_every_steps` steps.
+
+Progress is saved after every run, so an interrupted sweep resumes.
 """
 
 import os
@@ -17,109 +26,118 @@ import os
 import gin
 import keras
 import numpy as np
-import tensorflow as tf
-from keras import ops
 
 from zapkeras import data as data_lib
-from zapkeras import models
 from zapkeras.errors import UsageError
-from zapkeras.methods import zapping
 from zapkeras.outputs import console
 from zapkeras.outputs import files
+from zapkeras.outputs import plots
+from zapkeras.protocols.learner import TransferLearner
 
 
-class _LinearProbe:
-    """A Dense head and its optimizer, trained one example per step."""
-
-    def __init__(self, dim, outputs, optimizer):
-        self.head = keras.layers.Dense(outputs, name="classifier")
-        self.head.build((None, dim))
-        self.optimizer = optimizer(learning_rate=1e-3)
-        self.optimizer.build(self.head.trainable_variables)
-        self.train = tf.function(
-            self._train,
-            input_signature=[
-                tf.TensorSpec([None, dim], tf.float32),
-                tf.TensorSpec([None], tf.int32),
-            ],
+def _check(learning_rates, runs, classes, pool, **positive):
+    if not learning_rates or min(learning_rates) <= 0:
+        raise UsageError(
+            f"TRANSFER_LRS = {learning_rates!r}; give one or more positive "
+            "learning rates, e.g. (1e-3, 4e-4)."
         )
+    if runs < 1:
+        raise UsageError(f"TRANSFER_RUNS = {runs!r}; it must be at least 1.")
+    if not 1 <= classes <= pool.num_classes:
+        raise UsageError(
+            f"TRANSFER_CLASSES = {classes} but the transfer set has "
+            f"{pool.num_classes} classes; choose 1..{pool.num_classes}."
+        )
+    for name, value in positive.items():
+        if value < 1:
+            raise UsageError(f"{name} = {value!r}; it must be at least 1.")
 
-    def reset(self, learning_rate, seed):
-        """A fresh Kaiming-normal head with zero bias and a fresh optimizer."""
-        zapping.zap(self.head, reset_bias=True, seed=seed)
-        for variable in self.optimizer.variables:
-            variable.assign(ops.zeros_like(variable))
-        self.optimizer.learning_rate = learning_rate
 
-    def _train(self, x, y):
-        weights = self.head.trainable_variables
-        for t in tf.range(tf.shape(x)[0]):
-            with tf.GradientTape() as tape:
-                logits = self.head(x[t : t + 1])
-                loss = ops.mean(
-                    keras.losses.sparse_categorical_crossentropy(
-                        y[t : t + 1], logits, from_logits=True
-                    )
+class _Transfer:
+    """The data, learner and bookkeeping one protocol's sweep shares."""
+
+    def __init__(self, name, model, pool, context, train_per_class, **kw):
+        self.name = name
+        self.context = context
+        support, query = data_lib.split_per_class(
+            pool, train_per_class, seed=context.seed
+        )
+        outputs = max(model.get_layer("classifier").units, pool.num_classes)
+        self.learner = TransferLearner(model, outputs, **kw)
+        self.support = _with_images(
+            support, self.learner.inputs(support.images)
+        )
+        self.query = _with_images(query, self.learner.inputs(query.images))
+        self.num_classes = pool.num_classes
+
+    def evaluate(self, order, seen):
+        """Per-class accuracies on the trajectory's classes, in order."""
+        results = {}
+        for split, images in (("train", self.support), ("test", self.query)):
+            keep = np.isin(images.labels, order)
+            accuracy, _ = self.learner.per_class(
+                images.images[keep], images.labels[keep], order
+            )
+            results[f"{split}_accuracy_seen"] = float(accuracy[:seen].mean())
+            results[f"{split}_accuracy_all"] = float(accuracy.mean())
+            results[f"per_class_{split}_accuracy"] = accuracy
+        return results
+
+    def sweep(self, learning_rates, runs, classes, run_fn):
+        """Runs run_fn(order, rng) per (rate, run); returns the summary."""
+        path = os.path.join(
+            self.context.checkpoint_dir("transfer"), f"{self.name}.json"
+        )
+        progress = files.read_json(path, {})
+        for lr in learning_rates:
+            for run in range(runs):
+                key = f"{lr:g}/{run}"
+                if key in progress:
+                    continue
+                rng = np.random.default_rng([self.context.seed, run])
+                order = rng.choice(self.num_classes, classes, replace=False)
+                self.learner.reset(lr, seed=int(rng.integers(2**31)))
+                result = run_fn(order, rng, f"lr_{lr:g}_run_{run}")
+                final = result["curve"][-1]
+                result["class_order"] = [int(c) for c in order]
+                for split in ("train", "test"):
+                    result[f"per_class_{split}_accuracy"] = [
+                        float(a) for a in final.pop(f"per_class_{split}_accuracy")
+                    ]
+                for point in result["curve"]:
+                    for split in ("train", "test"):
+                        point.pop(f"per_class_{split}_accuracy", None)
+                progress[key] = result
+                files.write_json(path, progress)
+                console.say(
+                    f"transfer/{self.name}[{self.context.label}] lr {lr:g} "
+                    f"run {run + 1}/{runs}  test acc "
+                    f"{final['test_accuracy_all']:.4f}"
                 )
-            self.optimizer.apply(tape.gradient(loss, weights), weights)
-
-    def predict(self, x):
-        return np.asarray(ops.argmax(self.head(x), axis=-1))
-
-
-def _per_class_accuracy(predictions, labels, classes):
-    """Accuracy of each class in `classes` (macro), in that order."""
-    correct = np.bincount(
-        labels, weights=(predictions == labels).astype(float), minlength=classes.max() + 1
-    )
-    counts = np.bincount(labels, minlength=classes.max() + 1)
-    return correct[classes] / np.maximum(counts[classes], 1)
-
-
-def _eval_points(num_classes, eval_every):
-    """Class counts after which the head is evaluated (1-based)."""
-    points = {1, num_classes}
-    points.update(range(eval_every, num_classes + 1, eval_every))
-    return sorted(points)
-
-
-def _one_run(probe, support, query, order, eval_every):
-    """Trains `probe` along the class trajectory `order`; returns its curve."""
-    x, y = data_lib.sequential_stream(support, order)
-    per_class = np.bincount(support.labels)[order]
-    ends = np.cumsum(per_class)
-    in_traj = np.isin(support.labels, order)
-    q_in_traj = np.isin(query.labels, order)
-    curve = []
-    done = 0
-    for seen in _eval_points(len(order), eval_every):
-        probe.train(x[done : ends[seen - 1]], y[done : ends[seen - 1]])
-        done = ends[seen - 1]
-        train_acc = _per_class_accuracy(
-            probe.predict(support.images[in_traj]),
-            support.labels[in_traj],
-            order,
+        runs_by_lr = {
+            f"{lr:g}": [progress[f"{lr:g}/{r}"] for r in range(runs)]
+            for lr in learning_rates
+        }
+        files.write_json(
+            self.context.curves_path(f"transfer_{self.name}.json"), runs_by_lr
         )
-        test_acc = _per_class_accuracy(
-            probe.predict(query.images[q_in_traj]),
-            query.labels[q_in_traj],
-            order,
-        )
-        curve.append(
-            {
-                "classes_seen": int(seen),
-                "train_accuracy_seen": float(train_acc[:seen].mean()),
-                "test_accuracy_seen": float(test_acc[:seen].mean()),
-                "train_accuracy_all": float(train_acc.mean()),
-                "test_accuracy_all": float(test_acc.mean()),
-            }
-        )
-    return {
-        "class_order": [int(c) for c in order],
-        "curve": curve,
-        "per_class_test_accuracy": [float(a) for a in test_acc],
-        "per_class_train_accuracy": [float(a) for a in train_acc],
-    }
+        summary = _summarise(runs_by_lr)
+        self._log(runs_by_lr, summary["best_lr"])
+        return summary
+
+    def _log(self, runs_by_lr, best_lr):
+        for lr, runs in runs_by_lr.items():
+            tags = [f"transfer/{self.name}/lr_{lr}"]
+            if float(lr) == best_lr:
+                tags.append(f"transfer/{self.name}/best_lr")
+            for i, point in enumerate(runs[0]["curve"]):
+                mean = {
+                    k: np.mean([r["curve"][i][k] for r in runs])
+                    for k in point
+                    if k not in ("step", "epoch")
+                }
+                for tag in tags:
+                    self.context.writer.scalars(tag, mean, point["step"])
 
 
 def _summarise(runs_by_lr):
@@ -134,28 +152,14 @@ def _summarise(runs_by_lr):
             "train_accuracy_std": float(np.std(train)),
         }
     best = max(by_lr, key=lambda lr: by_lr[lr]["test_accuracy"])
-    return {
-        "test_accuracy": by_lr[best]["test_accuracy"],
-        "test_accuracy_std": by_lr[best]["test_accuracy_std"],
-        "train_accuracy": by_lr[best]["train_accuracy"],
-        "best_lr": float(best),
-        "by_lr": by_lr,
-    }
+    return {**by_lr[best], "best_lr": float(best), "by_lr": by_lr}
 
 
-def _log_curves(writer, runs_by_lr, best_lr):
-    for lr, runs in runs_by_lr.items():
-        tags = [f"transfer/sequential/lr_{lr}"]
-        if float(lr) == best_lr:
-            tags.append("transfer/sequential/best_lr")
-        for i, point in enumerate(runs[0]["curve"]):
-            mean = {
-                k: np.mean([r["curve"][i][k] for r in runs])
-                for k in point
-                if k != "classes_seen"
-            }
-            for tag in tags:
-                writer.scalars(tag, mean, point["classes_seen"])
+def eval_points(num_classes, eval_every):
+    """Class counts after which the learner is evaluated (1-based)."""
+    points = {1, num_classes}
+    points.update(range(eval_every, num_classes + 1, eval_every))
+    return sorted(points)
 
 
 @gin.configurable(denylist=["model", "pool", "context"])
@@ -169,76 +173,154 @@ def sequential_transfer(
     classes=600,
     train_per_class=15,
     eval_every=50,
+    epochs=1,
+    linear_probe=True,
+    optimizer=keras.optimizers.Adam,
+    task_loss_every=0,
+):
+    """frati2024 Alg. 2 (see the module docstring); returns a results dict.
+
+    `learning_rates`, `runs` and `classes` are TRANSFER_LRS, TRANSFER_RUNS
+    and TRANSFER_CLASSES; `linear_probe=False` trains the whole model;
+    `optimizer` is a class (reference: Adam; frati2025 also SGD).
+    """
+    _check(
+        learning_rates,
+        runs,
+        classes,
+        pool,
+        **{
+            "sequential_transfer.eval_every": eval_every,
+            "sequential_transfer.epochs": epochs,
+        },
+    )
+    t = _Transfer(
+        "sequential",
+        model,
+        pool,
+        context,
+        train_per_class,
+        optimizer=optimizer,
+        linear_probe=linear_probe,
+    )
+    evals = eval_points(classes, eval_every)
+
+    def run(order, rng, name):
+        del rng
+        x, y = data_lib.sequential_stream(t.support, order)
+        ends = np.cumsum(np.bincount(t.support.labels)[order])
+        at_eval = {int(ends[s - 1]): s for s in evals}
+        marks = set(at_eval)
+        if task_loss_every:
+            marks.update(range(task_loss_every, len(y) + 1, task_loss_every))
+        keep = np.isin(t.support.labels, order)
+        curve, losses = [], []
+        for epoch in range(epochs):
+            done = 0
+            for mark in sorted(marks):
+                t.learner.train(x[done:mark], y[done:mark], 1)
+                done = mark
+                step = epoch * len(y) + mark
+                if task_loss_every and mark % task_loss_every == 0:
+                    losses.append(
+                        t.learner.per_class(
+                            t.support.images[keep], t.support.labels[keep], order
+                        )[1]
+                    )
+                if mark in at_eval:
+                    seen = at_eval[mark]
+                    curve.append(
+                        {
+                            "epoch": epoch,
+                            "step": step,
+                            "classes_seen": seen,
+                            **t.evaluate(order, seen),
+                        }
+                    )
+        if losses:
+            _save_task_losses(context, name, np.stack(losses), task_loss_every)
+        return {"curve": curve}
+
+    return t.sweep(learning_rates, runs, classes, run)
+
+
+def _save_task_losses(context, name, losses, every):
+    """frati2025 §2.3: [points, tasks] array, tasks in training order."""
+    path = context.curves_path(os.path.join("task_losses", f"{name}.npy"))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    np.save(path, losses)
+    png = plots.task_losses(losses, every)
+    with open(path[: -len(".npy")] + ".png", "wb") as f:
+        f.write(png)
+    context.writer.image(f"transfer/sequential/task_losses/{name}", png)
+    for point, row in enumerate(losses):
+        context.writer.scalars(
+            f"transfer/sequential/{name}",
+            {f"task_{i:03d}/loss": v for i, v in enumerate(row)},
+            (point + 1) * every,
+        )
+
+
+@gin.configurable(denylist=["model", "pool", "context"])
+def iid_transfer(
+    model,
+    pool,
+    context,
+    *,
+    learning_rates=(1e-3,),
+    runs=10,
+    classes=600,
+    train_per_class=15,
+    epochs=1,
+    batch_size=256,
+    eval_every_steps=5,
+    linear_probe=True,
     optimizer=keras.optimizers.Adam,
 ):
-    """Runs the frati2024 sequential-transfer protocol; returns a results dict.
+    """frati2024 Alg. 3: mini-batch fine-tuning; returns a results dict."""
+    _check(
+        learning_rates,
+        runs,
+        classes,
+        pool,
+        **{
+            "iid_transfer.epochs": epochs,
+            "iid_transfer.batch_size": batch_size,
+            "iid_transfer.eval_every_steps": eval_every_steps,
+        },
+    )
+    t = _Transfer(
+        "iid",
+        model,
+        pool,
+        context,
+        train_per_class,
+        optimizer=optimizer,
+        linear_probe=linear_probe,
+    )
+    chunk = batch_size * eval_every_steps
 
-    Args:
-      model: the pretrained classifier; its body is frozen (linear probing).
-      pool: `LabeledImages` of the transfer classes (disjoint from
-        pretraining); each run samples `classes` of them without replacement.
-      context: the `RunContext` of the run.
-      learning_rates: the sweep (TRANSFER_LRS); the best is reported.
-      runs: repeats per learning rate (TRANSFER_RUNS), each with a new class
-        order and a new head; orders and heads are shared across rates.
-      classes: trajectory length (TRANSFER_CLASSES).
-      train_per_class: support images per class; the rest are held out.
-      eval_every: evaluation cadence in classes (reference: 50 on Omniglot).
-      optimizer: a fresh instance per run (reference: Adam).
-    """
-    if not learning_rates or min(learning_rates) <= 0:
-        raise UsageError(
-            f"TRANSFER_LRS = {learning_rates!r}; give one or more positive "
-            "learning rates, e.g. (1e-3, 4e-4)."
-        )
-    if runs < 1 or eval_every < 1:
-        raise UsageError(
-            "sequential_transfer.runs (TRANSFER_RUNS) and .eval_every must be "
-            "at least 1."
-        )
-    if not 1 <= classes <= pool.num_classes:
-        raise UsageError(
-            f"TRANSFER_CLASSES = {classes} but the transfer set has "
-            f"{pool.num_classes} classes; choose 1..{pool.num_classes}."
-        )
-    support, query = data_lib.split_per_class(
-        pool, train_per_class, seed=context.seed
-    )
-    body = models.feature_extractor(model)
-    support = _with_images(support, body.predict(support.images, verbose=0))
-    query = _with_images(query, body.predict(query.images, verbose=0))
-    outputs = max(model.get_layer("classifier").units, pool.num_classes)
-    probe = _LinearProbe(support.images.shape[-1], outputs, optimizer)
-    progress_path = os.path.join(
-        context.checkpoint_dir("transfer"), "sequential.json"
-    )
-    progress = files.read_json(progress_path, {})
-    for lr in learning_rates:
-        for run in range(runs):
-            key = f"{lr:g}/{run}"
-            if key in progress:
-                continue
-            rng = np.random.default_rng([context.seed, run])
-            order = rng.choice(pool.num_classes, classes, replace=False)
-            probe.reset(lr, seed=int(rng.integers(2**31)))
-            progress[key] = _one_run(probe, support, query, order, eval_every)
-            files.write_json(progress_path, progress)
-            console.say(
-                f"transfer[{context.label}] lr {lr:g} run {run + 1}/{runs}  "
-                "test acc "
-                f"{progress[key]['curve'][-1]['test_accuracy_all']:.4f}"
-            )
-    runs_by_lr = {
-        f"{lr:g}": [progress[f"{lr:g}/{r}"] for r in range(runs)]
-        for lr in learning_rates
-    }
-    summary = _summarise(runs_by_lr)
-    _log_curves(context.writer, runs_by_lr, summary["best_lr"])
-    files.write_json(
-        context.curves_path("transfer_sequential.json"),
-        runs_by_lr,
-    )
-    return summary
+    def run(order, rng, name):
+        del name
+        examples = np.flatnonzero(np.isin(t.support.labels, order))
+        x, y = t.support.images, t.support.labels
+        curve, step = [], 0
+        for epoch in range(epochs):
+            shuffled = rng.permutation(examples)
+            for start in range(0, len(shuffled), chunk):
+                part = shuffled[start : start + chunk]
+                t.learner.train(x[part], y[part], batch_size)
+                step += -(-len(part) // batch_size)
+                curve.append(
+                    {
+                        "epoch": epoch,
+                        "step": step,
+                        **t.evaluate(order, len(order)),
+                    }
+                )
+        return {"curve": curve}
+
+    return t.sweep(learning_rates, runs, classes, run)
 
 
 def _with_images(images, new_images):
