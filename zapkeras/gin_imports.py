@@ -15,6 +15,7 @@ from zapkeras import runner  # noqa: F401
 from zapkeras.methods import zapping
 from zapkeras.protocols import pretrain  # noqa: F401
 from zapkeras.protocols import transfer  # noqa: F401
+from zapkeras.protocols import zap_divergence  # noqa: F401
 
 for _optimizer in (
     keras.optimizers.Adam,

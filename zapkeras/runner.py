@@ -80,6 +80,8 @@ class Runner:
       pretraining: the pretraining protocol (e.g. `iid_pretraining`).
       transfers: {name: protocol} run after pretraining, e.g.
         {'sequential': @sequential_transfer}.
+      analyses: {name: protocol} measurements of the pretrained model on
+        its pretraining data, e.g. {'zap_divergence': @zap_divergence}.
       conditions: gin scope names of pretraining conditions to compare, or
         None for a single run.
     """
@@ -97,6 +99,7 @@ class Runner:
         train_per_class=15,
         pretraining=iid_pretraining,
         transfers=None,
+        analyses=None,
         conditions=None,
     ):
         self.output_dir = output_dir
@@ -109,6 +112,7 @@ class Runner:
         self.train_per_class = train_per_class
         self.pretraining = pretraining
         self.transfers = transfers or {"sequential": sequential_transfer}
+        self.analyses = analyses or {}
         self.conditions = tuple(conditions or ("",))
 
     def run(self):
@@ -163,6 +167,11 @@ class Runner:
             name: protocol(model, pool, context)
             for name, protocol in self.transfers.items()
         }
+        if self.analyses:
+            result["analyses"] = {
+                name: protocol(model, train, context)
+                for name, protocol in self.analyses.items()
+            }
         context.writer.close()
         return result
 

@@ -58,3 +58,18 @@ def task_losses(losses, every):
     ax.set_title(f"Per-task losses, {tasks} tasks (blue first, red last)")
     fig.tight_layout()
     return _png(fig)
+
+
+def layer_similarity(layers, similarity, title):
+    """frati2025 Fig. 2b: per-layer cosine similarity [layers, steps]."""
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    steps = range(1, similarity.shape[1] + 1)
+    for name, row in zip(layers, similarity):
+        ax.plot(steps, row, label=name)
+    ax.set_xlabel("step after the zap")
+    ax.set_ylabel("cosine similarity to control")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return _png(fig)
