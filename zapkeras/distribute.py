@@ -1,5 +1,7 @@
 """The `--strategy` flag: which tf.distribute strategy a run uses (SPEC §1)."""
 
+import functools
+
 import tensorflow as tf
 
 from zapkeras.errors import UsageError
@@ -26,10 +28,22 @@ def make_strategy(name):
         return tf.distribute.OneDeviceStrategy(device)
     if name == "mirrored":
         devices = gpus or tf.config.list_logical_devices("CPU")
-        return tf.distribute.MirroredStrategy([d.name for d in devices])
+        return mirrored(tuple(d.name for d in devices))
     if name == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise UsageError(
         f"--strategy={name!r} is not a strategy; use one of "
         f"{', '.join(STRATEGIES)}."
     )
+
+
+@functools.lru_cache(maxsize=None)
+def mirrored(devices):
+    """One MirroredStrategy per device tuple for the whole process.
+
+    Two MirroredStrategy instances over the same devices in one process
+    reuse collective instance keys, and the second one's all-reduces abort
+    with "Shape mismatch in the collective instance"
+    (tensorflow/tensorflow#62790); sharing the instance avoids it.
+    """
+    return tf.distribute.MirroredStrategy(list(devices))

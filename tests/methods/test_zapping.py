@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from zapkeras import distribute
 from zapkeras import models
 from zapkeras.errors import UsageError
 from zapkeras.methods import resets
 from zapkeras.methods.zapping import Zapping
 from zapkeras.methods.zapping import zap
 
-MIRRORED = ["/cpu:0", "/cpu:1"]
+MIRRORED = ("/cpu:0", "/cpu:1")
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
@@ -197,7 +198,7 @@ def _replicas_agree(strategy, variables):
 
 
 def test_mirrored_zap_keeps_replicas_identical():
-    strategy = tf.distribute.MirroredStrategy(MIRRORED)
+    strategy = distribute.mirrored(MIRRORED)
     model = _trained_mlp(strategy=strategy)
     head = model.get_layer("classifier")
     assert isinstance(head.kernel.value, tf.distribute.DistributedValues)
@@ -360,7 +361,7 @@ def test_real_training_reproducible_and_optimizer_reset():
 
 
 def test_callback_under_mirrored_strategy_keeps_replicas_identical():
-    strategy = tf.distribute.MirroredStrategy(MIRRORED)
+    strategy = distribute.mirrored(MIRRORED)
     zapping = Zapping(fraction=0.5, seed=2, reset_optimizer=True)
     model, _ = _fit(zapping, 1e-2, strategy=strategy)
     assert zapping.history == [(1, 5), (2, 5)]
