@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 from absl import app
+from absl import logging
 
 from zapkeras import cli
 from zapkeras import distribute
@@ -14,6 +15,8 @@ FLAGS = cli.FLAGS
 def run(argv=None):
     """Parses gin, seeds everything, builds the strategy and runs."""
     del argv
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # progress lines say enough
     cli.parse_gin(FLAGS.gin_file, FLAGS.gin_param)
     keras.utils.set_random_seed(FLAGS.seed)
     tf.config.experimental.enable_op_determinism()

@@ -95,6 +95,7 @@ def iid_pretraining(
                 len(val.labels), batch_size
             ),
             callbacks=callbacks,
+            shuffle=False,  # the stream is already a seeded permutation
             verbose=0,
         )
     wall_seconds = time.perf_counter() - started
@@ -120,3 +121,110 @@ def _evaluate(model, images, batch_size, seed):
         return_dict=True,
     )
     return {k: float(v) for k, v in results.items()}
+
+
+@gin.configurable(denylist=["model", "train", "val", "context"])
+def asb_pretraining(
+    model,
+    train,
+    val,
+    context,
+    *,
+    meta=False,
+    zap=True,
+    episodes=9000,
+    episodes_per_epoch=500,
+    inner_steps=20,
+    remember=64,
+    inner_learning_rate=0.1,
+    learning_rate=1e-3,
+    optimizer=keras.optimizers.Adam,
+    first_order=False,
+    zap_reset_bias=True,
+    zap_reset_optimizer=False,
+):
+    """ASB or Meta-ASB pretraining (frati2024 Alg. 1; §1.2-1.3 of the notes).
+
+    One optimizer step per episode: `inner_steps` single-example SGD steps
+    at `inner_learning_rate` on one class, then an outer `optimizer` step on
+    those examples plus `remember` others (reference Omniglot: K = 20,
+    R = 64, inner 0.1, Adam 1e-3; 9000 ASB / 25000 Meta-ASB episodes).
+    Episodes are grouped into epochs of `episodes_per_epoch` for logging,
+    validation and checkpoints; episode i depends on (seed, i) only.
+
+    Args:
+      meta: Meta-ASB (second order through the inner loop) instead of ASB.
+      zap: resample the episode class's classifier column first.
+      first_order: with `meta`, drop second-order terms (FOMAML).
+      zap_reset_bias, zap_reset_optimizer: see `zapkeras.methods.asb.ASB`.
+    """
+    from zapkeras.methods import asb  # the heavy graph code, only if used
+
+    for name, value in (
+        ("asb_pretraining.episodes (PRETRAIN_EPISODES)", episodes),
+        ("asb_pretraining.episodes_per_epoch", episodes_per_epoch),
+        ("asb_pretraining.learning_rate", learning_rate),
+    ):
+        _check_positive(name, value)
+    epochs = -(-episodes // episodes_per_epoch)
+    with context.strategy.scope():
+        wrapper_cls = asb.MetaASB if meta else asb.ASB
+        extra = {"first_order": first_order} if meta else {}
+        learner = wrapper_cls(
+            model,
+            inner_learning_rate,
+            zap,
+            zap_reset_bias=zap_reset_bias,
+            zap_reset_optimizer=zap_reset_optimizer,
+            seed=context.seed,
+            **extra,
+        )
+        learner.compile(optimizer=optimizer(learning_rate=learning_rate))
+        learner.optimizer.build(learner.trainable_variables)
+        model.compile(
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=[keras.metrics.SparseCategoricalAccuracy("accuracy")],
+        )
+    checkpoint = checkpoints.EpochCheckpoint(
+        context.checkpoint_dir("pretrain"), learner
+    )
+    start_epoch = checkpoint.restore()
+    replicas = context.strategy.num_replicas_in_sync
+    stream = asb.episode_batches(
+        data_lib.asb_episodes(
+            train,
+            inner_steps=inner_steps,
+            remember=remember,
+            seed=context.seed,
+            start_episode=start_epoch * episodes_per_epoch,
+        ),
+        replicas,
+    )
+    method = "meta_asb" if meta else "asb"
+    started = time.perf_counter()
+    if start_epoch < epochs:
+        learner.fit(
+            stream,
+            epochs=epochs,
+            initial_epoch=start_epoch,
+            steps_per_epoch=episodes_per_epoch,
+            callbacks=[
+                tensorboard.ScalarLogger(context.writer, "pretrain", 50),
+                console.EpochProgress(f"pretrain[{context.label}]", epochs),
+                checkpoint,
+            ],
+            shuffle=False,
+            verbose=0,
+        )
+    wall_seconds = time.perf_counter() - started
+    batch = 256
+    return {
+        "method": method,
+        "zap": bool(zap),
+        "episodes": epochs * episodes_per_epoch,
+        "val_accuracy": _evaluate(model, val, batch, context.seed)["accuracy"],
+        "train_accuracy": _evaluate(model, train, batch, context.seed)[
+            "accuracy"
+        ],
+        "wall_seconds": wall_seconds,
+    }

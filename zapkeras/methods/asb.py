@@ -1,0 +1,371 @@
+"""ASB and Meta-ASB pre-training (frati2024 §2.1.1, Alg. 1).
+
+One `train_step` is one episode of Alg. 1: zap the classifier column of the
+episode's class (lines 6–8), K single-example plain-SGD steps on that class
+(lines 10–13), then one outer-optimizer step on the meta batch = the K inner
+examples + R "remember" examples, with the loss at the adapted weights θ_K:
+
+- ASB (line 17): the model keeps θ_K and the outer step follows the
+  gradient at θ_K (reference-implementations.md §1.2);
+- Meta-ASB (line 15): the outer step follows the gradient w.r.t. the
+  pre-episode weights θ_0 through all K inner steps and updates θ_0; the
+  inner updates are discarded (§1.3).
+
+The inner loop is functional (`model.stateless_call` on weight tensors), so
+the meta-gradient is exact to second order (ecosystem-notes.md §0 item 5).
+Measured on the Omniglot convnet (width 256, K = 20, 2-core CPU): ASB runs
+it as a `tf.while_loop`, which traced in ~3 s instead of ~11 s unrolled and
+ran at least as fast (1.09 vs 1.20 s per episode). Meta-ASB unrolls it
+(~1.7 s per episode after a ~30 s trace): back-propagating through a while
+loop of inner tapes raised AlreadyExistsError on a leaked TemporaryVariable
+from the second call on (TF 2.21; tensorflow/tensorflow#25540).
+
+Under MirroredStrategy every replica runs the same episode (see
+`episode_batches`) and the same inner loop, so the shared weights stay
+equal; the outer loss is split: each replica takes its share of the meta
+batch and scales its loss sum by 1 / (K + R), so the gradients that
+`apply_gradients` sums over replicas are the full-batch mean gradient.
+"""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from zapkeras.errors import UsageError
+from zapkeras.methods import resets
+from zapkeras.methods.zapping import zap as zap_units
+
+EPISODE_KEYS = ("inner_x", "inner_y", "remember_x", "remember_y")
+
+
+def episode_batches(episodes, num_replicas):
+    """Global batches of `num_replicas` copies of each episode.
+
+    Keras splits a global batch over the replicas, so each replica gets the
+    same episode with a leading axis of 1, which `train_step` drops. Use
+    `strategy.num_replicas_in_sync` (1 without a strategy).
+    """
+    if not (isinstance(num_replicas, int) and num_replicas >= 1):
+        raise UsageError(
+            f"episode_batches: num_replicas = {num_replicas!r}; pass "
+            "strategy.num_replicas_in_sync (1 without a strategy)."
+        )
+
+    def copies(episode):
+        return tf.nest.map_structure(
+            lambda t: tf.repeat(t[None], num_replicas, axis=0), episode
+        )
+
+    return episodes.map(copies)
+
+
+def _cross_entropy(y, logits):
+    """Per-example CE from logits: unscaled, unlike a Loss object (§C.3)."""
+    return keras.losses.sparse_categorical_crossentropy(
+        y, logits, from_logits=True
+    )
+
+
+def _assign(variables, values):
+    """variables ← values alike on every replica (ecosystem-notes §0 item 1).
+
+    From replica context this goes through `merge_call` with the first
+    replica's values; all replicas compute the same values anyway.
+    """
+
+    def write(*values):
+        for variable, value in zip(variables, values):
+            variable.assign(value)
+
+    if variables:
+        resets.in_cross_replica_context(write, *values)
+
+
+def _inner_index(model, inner_variables):
+    """Indices into `model.trainable_variables` of the inner-loop weights."""
+    trainable = model.trainable_variables
+    if inner_variables is None:
+        return tuple(range(len(trainable)))
+    if callable(inner_variables):
+        chosen = [i for i, v in enumerate(trainable) if inner_variables(v)]
+    else:
+        wanted = {id(v) for v in inner_variables}
+        chosen = [i for i, v in enumerate(trainable) if id(v) in wanted]
+        if len(chosen) != len(wanted):
+            raise UsageError(
+                "inner_variables lists variables that are not trainable "
+                f"variables of model {model.name!r}; list only entries of "
+                "model.trainable_variables (or pass a predicate)."
+            )
+    if not chosen:
+        raise UsageError(
+            "inner_variables selects no trainable variable of model "
+            f"{model.name!r}; pass None (all) or a predicate/list that "
+            "matches some of model.trainable_variables."
+        )
+    return tuple(chosen)
+
+
+class ASB(keras.Model):
+    """Alternating Sequential and Batch learning (frati2024 Alg. 1, line 17).
+
+    Wraps a built classifier `model` whose logits layer is named
+    "classifier". Build it, and this wrapper, under the strategy's scope;
+    compile with the outer optimizer only (e.g. Adam(1e-3), the
+    reference); fit on `episode_batches(asb_episodes(...), n_replicas)`.
+    Metrics: `inner_loss` (mean over the K inner steps), `outer_loss` and
+    `outer_accuracy` (meta batch at θ_K, before the outer step).
+
+    Args:
+      model: the classifier; the wrapper trains its variables in place.
+      inner_learning_rate: plain-SGD rate of the K inner steps (reference:
+        0.1 Omniglot, 1e-3 Mini-ImageNet / Omni-image; §1.2).
+      zap: resample the episode class's classifier column before the inner
+        loop, Kaiming-normal std √(2/fan_in) (default True; the paper's
+        best setting; False is the no-zap control).
+      zap_reset_bias: also set that class's bias to 0 (default True, paper
+        footnote 4; False keeps it, as the reference code does, §1.12).
+      zap_reset_optimizer: also zero the outer optimizer's slots of the
+        zapped entries (default False: the reference keeps Adam's moments).
+      inner_variables: the weights the inner loop adapts: None (default,
+        all, as the paper), a list of trainable variables, or a predicate
+        on a variable (ANML/OML-style variants); the rest stay at θ_0.
+      seed: int seed of the zap draws (a SeedGenerator the wrapper owns).
+
+    Non-trainable state (e.g. normalisation statistics) is carried through
+    the inner loop and written back after it, for ASB and Meta-ASB alike.
+    """
+
+    _meta = False
+    first_order = True  # ASB never differentiates through the inner loop.
+
+    def __init__(
+        self,
+        model,
+        inner_learning_rate,
+        zap=True,
+        *,
+        zap_reset_bias=True,
+        zap_reset_optimizer=False,
+        inner_variables=None,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not model.built:
+            raise UsageError(
+                f"model {model.name!r} is not built; build it (call it on a "
+                "batch, or give it an Input) before wrapping it."
+            )
+        if not (
+            isinstance(inner_learning_rate, (int, float))
+            and inner_learning_rate >= 0
+        ):
+            raise UsageError(
+                f"inner_learning_rate = {inner_learning_rate!r}; use a "
+                "non-negative number, e.g. 0.1 (Omniglot reference)."
+            )
+        if zap and "classifier" not in [layer.name for layer in model.layers]:
+            raise UsageError(
+                f"zap=True but model {model.name!r} has no layer named "
+                "'classifier'; name its output Dense 'classifier' (SPEC §5)."
+            )
+        if seed is not None and not isinstance(seed, int):
+            raise UsageError(f"seed = {seed!r}; use an int or None.")
+        self.model = model
+        self.inner_learning_rate = float(inner_learning_rate)
+        self.zap = bool(zap)
+        self.zap_reset_bias = bool(zap_reset_bias)
+        self.zap_reset_optimizer = bool(zap_reset_optimizer)
+        self._inner_index = _inner_index(model, inner_variables)
+        self._seed_generator = keras.random.SeedGenerator(seed)
+        self._trackers = [
+            keras.metrics.Mean(name)
+            for name in ("inner_loss", "outer_loss", "outer_accuracy")
+        ]
+        self.built = True
+
+    @property
+    def metrics(self):
+        return list(self._trackers)
+
+    def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
+        """Compiles with the outer optimizer; XLA off unless asked.
+
+        XLA made ASB 1.1× and Meta-ASB ~30× slower here (ecosystem-notes.md
+        §0 item 12), hence `jit_compile=False` by default.
+        """
+        if loss is not None or metrics is not None:
+            raise UsageError(
+                f"{type(self).__name__}.compile(loss=..., metrics=...): the "
+                "episode losses are fixed (cross-entropy from logits) and "
+                "the metrics built in; pass only the outer optimizer."
+            )
+        kwargs.setdefault("jit_compile", False)
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def call(self, inputs, training=False):
+        return self.model(inputs, training=training)
+
+    def train_step(self, data):
+        """One episode of Alg. 1 on this replica's copy of the episode."""
+        episode = keras.utils.unpack_x_y_sample_weight(data)[0]
+        if not isinstance(episode, dict) or set(episode) != set(EPISODE_KEYS):
+            raise UsageError(
+                "fit ASB/MetaASB on episode dicts with keys "
+                f"{EPISODE_KEYS} (zapkeras.data.asb_episodes)."
+            )
+        copies = episode["inner_y"].shape
+        if copies.rank != 2 or copies[0] != 1:
+            raise UsageError(
+                f"episode inner_y has shape {copies}; feed "
+                "episode_batches(episodes, strategy.num_replicas_in_sync) "
+                "so that each replica gets one episode."
+            )
+        logs = self._episode(**{k: v[0] for k, v in episode.items()})
+        for tracker, value in zip(self._trackers, logs):
+            tracker.update_state(value)
+        return {tracker.name: tracker.result() for tracker in self._trackers}
+
+    def _zap(self, classes):
+        """Alg. 1 lines 6–8, once for all replicas (merge_call inside)."""
+        zap_units(
+            self.model.get_layer("classifier"),
+            classes,
+            optimizer=self.optimizer if self.zap_reset_optimizer else None,
+            reset_bias=self.zap_reset_bias,
+            seed=self._seed_generator,
+        )
+
+    def _episode(self, inner_x, inner_y, remember_x, remember_y):
+        """Zap, adapt, outer step; returns the three metric values."""
+        if self.zap:
+            self._zap(tf.unique(inner_y).y)
+        trainable = self.model.trainable_variables
+        state = self.model.non_trainable_variables
+        theta0 = [tf.convert_to_tensor(v) for v in trainable]
+        state0 = [tf.convert_to_tensor(v) for v in state]
+        meta_x = tf.concat([inner_x, remember_x], axis=0)
+        meta_y = tf.concat([inner_y, remember_y], axis=0)
+        total = tf.shape(meta_y)[0]
+        x, y = self._replica_share(total, meta_x, meta_y)
+        with tf.GradientTape() as tape:
+            tape.watch(theta0)
+            if self._meta:
+                theta, state_k, inner_loss = self._adapt(
+                    theta0, state0, inner_x, inner_y
+                )
+            else:
+                with tape.stop_recording():
+                    theta, state_k, inner_loss = self._adapt(
+                        theta0, state0, inner_x, inner_y
+                    )
+                tape.watch(theta)
+            logits, _ = self.model.stateless_call(
+                theta, state_k, x, training=True
+            )
+            share = ops.sum(_cross_entropy(y, logits)) / ops.cast(
+                total, logits.dtype
+            )
+            scaled = self.optimizer.scale_loss(share)
+        grads = tape.gradient(scaled, theta0 if self._meta else theta)
+        if self._meta:
+            _assign(state, state_k)
+        else:
+            inner = [trainable[i] for i in self._inner_index]
+            fast = [theta[i] for i in self._inner_index]
+            _assign(inner + state, fast + state_k)
+        self.optimizer.apply_gradients(zip(grads, trainable))
+        hits = ops.equal(ops.cast(ops.argmax(logits, -1), y.dtype), y)
+        correct = ops.sum(ops.cast(hits, "float32"))
+        outer_loss, accuracy = tf.distribute.get_replica_context().all_reduce(
+            "SUM",
+            [ops.cast(share, "float32"), correct / ops.cast(total, "float32")],
+        )
+        return inner_loss, outer_loss, accuracy
+
+    def _replica_share(self, total, *tensors):
+        """This replica's contiguous slice of the meta batch."""
+        context = tf.distribute.get_replica_context()
+        size = -(-total // context.num_replicas_in_sync)
+        start = context.replica_id_in_sync_group * size
+        return [t[start : start + size] for t in tensors]
+
+    def _adapt(self, theta, state, xs, ys):
+        """K single-example SGD steps (Alg. 1 lines 10–13) as tensors.
+
+        Returns θ_K, the non-trainable state after the loop and the mean
+        inner loss. Inner gradients are kept in the graph only for
+        second-order Meta-ASB.
+        """
+        second_order = self._meta and not self.first_order
+        steps = tf.shape(ys)[0]
+
+        def step(i, fast, state, loss_sum):
+            with tf.GradientTape() as tape:
+                tape.watch(fast)
+                logits, state = self.model.stateless_call(
+                    self._with_fast(theta, fast),
+                    state,
+                    xs[i][None],
+                    training=True,
+                )
+                loss = ops.mean(_cross_entropy(ys[i][None], logits))
+            grads = tape.gradient(
+                loss, fast, unconnected_gradients=tf.UnconnectedGradients.ZERO
+            )
+            if not second_order:
+                grads = [tf.stop_gradient(g) for g in grads]
+            fast = [
+                p - ops.cast(self.inner_learning_rate, p.dtype) * g
+                for p, g in zip(fast, grads)
+            ]
+            return i + 1, fast, state, loss_sum + ops.cast(loss, "float32")
+
+        carry = (0, [theta[i] for i in self._inner_index], state, 0.0)
+        if not self._meta:
+            carry = tf.while_loop(lambda i, *_: i < steps, step, carry)
+        elif ys.shape[0] is None:
+            raise UsageError(
+                "MetaASB unrolls its inner loop, so the episodes need a "
+                "fixed number of inner steps K (static inner_y shape); use "
+                "zapkeras.data.asb_episodes or fixed-size episodes."
+            )
+        else:
+            for _ in range(ys.shape[0]):
+                carry = step(*carry)
+        _, fast, state, loss_sum = carry
+        theta = self._with_fast(theta, fast)
+        return theta, state, loss_sum / ops.cast(steps, "float32")
+
+    def _with_fast(self, theta, fast):
+        """θ with the inner-loop weights replaced by `fast`."""
+        theta = list(theta)
+        for index, value in zip(self._inner_index, fast):
+            theta[index] = value
+        return theta
+
+
+class MetaASB(ASB):
+    """Meta-ASB (frati2024 Alg. 1, line 15; reference §1.3).
+
+    As `ASB`, but the outer optimizer updates the pre-episode weights θ_0
+    with the gradient of the meta-batch loss at θ_K taken w.r.t. θ_0
+    through all K inner steps (nested tapes; full second order, as the
+    reference's `higher` loop); the inner updates are then discarded.
+
+    Args:
+      first_order: drop the second-order terms (FOMAML: inner gradients
+        stop-gradient'ed, so the update is the gradient at θ_K applied to
+        θ_0). Default False, as the paper and reference code.
+      Others: as `ASB`.
+    """
+
+    _meta = True
+
+    def __init__(
+        self, model, inner_learning_rate, zap=True, *, first_order=False,
+        **kwargs,
+    ):
+        super().__init__(model, inner_learning_rate, zap, **kwargs)
+        self.first_order = bool(first_order)
