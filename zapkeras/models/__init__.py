@@ -6,14 +6,18 @@ from zapkeras.errors import UsageError
 from zapkeras.models.convnet import frati_convnet
 from zapkeras.models.layers import InstanceNorm
 from zapkeras.models.layers import ReparamLayerNorm
+from zapkeras.models.meta_learners import anml
+from zapkeras.models.meta_learners import oml
 from zapkeras.models.mlp import mlp
 
 __all__ = [
     "InstanceNorm",
     "ReparamLayerNorm",
+    "anml",
     "feature_extractor",
     "frati_convnet",
     "mlp",
+    "oml",
 ]
 
 

@@ -9,8 +9,6 @@ then a linear classifier on the flattened features:
   each: 84→42→21→10→5, so 5·5·width features (6400 at width 256).
 """
 
-import math
-
 import gin
 import keras
 
@@ -47,31 +45,53 @@ def frati_convnet(
             "positive integers."
         )
     layers.check_init(init, "frati_convnet.init")
-    reference = init == "reference"
     padding, pools = _LAYOUTS[image_size]
     inputs = keras.Input((image_size, image_size, channels), name="images")
-    x = inputs
-    for i, pool in enumerate(pools):
-        conv_args = {}
-        if reference:
-            conv_args = {
-                "kernel_initializer": layers.kaiming_normal(),
-                "bias_initializer": layers.torch_uniform(9 * x.shape[-1]),
-            }
-        x = keras.layers.Conv2D(
-            width, 3, padding=padding, name=f"conv{i}", **conv_args
-        )(x)
-        x = layers.InstanceNorm(name=f"norm{i}")(x)
-        x = keras.layers.ReLU(name=f"relu{i}")(x)
-        if pool:
-            x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
-    x = keras.layers.Flatten(name="features")(x)
-    head_args = {}
-    if reference:
-        fan_in = math.prod(x.shape[1:])
-        head_args = {
-            "kernel_initializer": layers.torch_uniform(fan_in),
-            "bias_initializer": layers.torch_uniform(fan_in),
-        }
-    outputs = keras.layers.Dense(num_classes, name="classifier", **head_args)(x)
+    x = conv_blocks(inputs, width, pools, padding=padding, init=init)
+    outputs = torch_dense(num_classes, x.shape[-1], "classifier", init)(x)
     return keras.Model(inputs, outputs, name="frati_convnet")
+
+
+def conv_blocks(
+    x, width, pools, *, padding="valid", init="reference", prefix=""
+):
+    """Blocks conv 3×3 → InstanceNorm → ReLU → [max-pool 2], flattened.
+
+    Layers are named {prefix}conv<i>, norm<i>, relu<i>, pool<i> and the
+    flattened output {prefix}features. init="reference": conv kernels
+    Kaiming-normal, biases U(±1/√fan_in), as the reference code.
+    """
+    for i, pool in enumerate(pools):
+        x = keras.layers.Conv2D(
+            width,
+            3,
+            padding=padding,
+            name=f"{prefix}conv{i}",
+            **conv_init(init, x.shape[-1]),
+        )(x)
+        x = layers.InstanceNorm(name=f"{prefix}norm{i}")(x)
+        x = keras.layers.ReLU(name=f"{prefix}relu{i}")(x)
+        if pool:
+            x = keras.layers.MaxPooling2D(2, name=f"{prefix}pool{i}")(x)
+    return keras.layers.Flatten(name=f"{prefix}features")(x)
+
+
+def conv_init(init, in_channels):
+    """Initializers of a 3×3 conv: under init="reference" the reference
+    code's Kaiming-normal kernel and U(±1/√fan_in) bias; else Keras'."""
+    if init != "reference":
+        return {}
+    return {
+        "kernel_initializer": layers.kaiming_normal(),
+        "bias_initializer": layers.torch_uniform(9 * in_channels),
+    }
+
+
+def torch_dense(units, fan_in, name, init="reference", activation=None):
+    """A Dense with PyTorch's default Linear init (U(±1/√fan_in) weights
+    and bias) under init="reference", Keras' defaults otherwise."""
+    args = {}
+    if init == "reference":
+        bound = layers.torch_uniform(fan_in)
+        args = {"kernel_initializer": bound, "bias_initializer": bound}
+    return keras.layers.Dense(units, activation=activation, name=name, **args)

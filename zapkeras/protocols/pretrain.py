@@ -73,9 +73,7 @@ def iid_pretraining(
             zapping.seed = context.seed
         callbacks.append(zapping)
     callbacks += [
-        tensorboard.ScalarLogger(
-            context.writer, "pretrain", log_every_n_steps
-        ),
+        tensorboard.ScalarLogger(context.writer, "pretrain", log_every_n_steps),
         console.EpochProgress(f"pretrain[{context.label}]", epochs),
         checkpoint,
     ]
@@ -112,6 +110,15 @@ def iid_pretraining(
     }
 
 
+def _layer_prefixes(prefixes):
+    """A predicate on variables whose layer name starts with a prefix."""
+    if prefixes is None:
+        return None
+    if isinstance(prefixes, str):
+        prefixes = (prefixes,)
+    return lambda variable: variable.path.startswith(tuple(prefixes))
+
+
 def _evaluate(model, images, batch_size, seed):
     """Loss and accuracy of `model` over one pass of `images`."""
     results = model.evaluate(
@@ -140,6 +147,7 @@ def asb_pretraining(
     learning_rate=1e-3,
     optimizer=keras.optimizers.Adam,
     first_order=False,
+    inner_layers=None,
     zap_reset_bias=True,
     zap_reset_optimizer=False,
 ):
@@ -156,6 +164,9 @@ def asb_pretraining(
       meta: Meta-ASB (second order through the inner loop) instead of ASB.
       zap: resample the episode class's classifier column first.
       first_order: with `meta`, drop second-order terms (FOMAML).
+      inner_layers: layer-name prefixes of the weights the inner loop
+        adapts (None: all, the paper); ANML's are ('rln_', 'classifier'),
+        OML's ('pln_', 'classifier') (zapkeras.models.meta_learners).
       zap_reset_bias, zap_reset_optimizer: see `zapkeras.methods.asb.ASB`.
     """
     from zapkeras.methods import asb  # the heavy graph code, only if used
@@ -176,6 +187,7 @@ def asb_pretraining(
             zap,
             zap_reset_bias=zap_reset_bias,
             zap_reset_optimizer=zap_reset_optimizer,
+            inner_variables=_layer_prefixes(inner_layers),
             seed=context.seed,
             **extra,
         )

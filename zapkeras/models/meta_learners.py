@@ -1,0 +1,111 @@
+"""The meta-learning baselines frati2024 compares against (§4, Fig. 3).
+
+- ANML (Beaulieu et al. 2020): a representation network (RLN, frati's
+  small convnet body) whose flattened features are gated elementwise by a
+  neuromodulatory network (NM: its own conv blocks, ending with a pool, a
+  Dense to the feature size and a sigmoid), then the classifier. Its
+  meta-training is Meta-ASB with the inner loop on the RLN and classifier
+  only; the NM learns in the outer loop alone
+  (reference-implementations.md §1.3, `train-omni-anml.yml`).
+- OML (Javed & White 2019): an RLN of six 3×3 convolutions (256 channels,
+  strides 2, 1, 2, 1, 2, 2, ReLU, no normalisation) and a prediction
+  network (PLN) of two Dense layers; the inner loop adapts the PLN only.
+
+Each factory returns the model and documents the layer-name prefixes of its
+inner-loop weights (`ANML_INNER`, `OML_INNER`), which
+`asb_pretraining.inner_layers` takes.
+"""
+
+import math
+
+import gin
+import keras
+
+from zapkeras.errors import UsageError
+from zapkeras.models import layers
+from zapkeras.models.convnet import conv_blocks
+from zapkeras.models.convnet import conv_init
+from zapkeras.models.convnet import torch_dense
+
+ANML_INNER = ("rln_", "classifier")
+OML_INNER = ("pln_", "classifier")
+
+
+def _check(image_size, width, num_classes, init, supported, name):
+    if image_size not in supported:
+        raise UsageError(
+            f"IMAGE_SIZE = {image_size!r}; {name} supports "
+            f"{' or '.join(map(str, supported))} pixels."
+        )
+    if width < 1 or num_classes < 1:
+        raise UsageError(
+            f"WIDTH = {width!r}, num_classes = {num_classes!r}; both must be "
+            "positive integers."
+        )
+    layers.check_init(init, f"{name}.init")
+
+
+@gin.configurable
+def anml(
+    num_classes,
+    *,
+    image_size=28,
+    channels=1,
+    width=256,
+    nm_width=112,
+    init="reference",
+):
+    """ANML at 28 px: RLN (3 blocks, `width`) gated by NM (3 blocks,
+    `nm_width`, pooled to 1×1, Dense → sigmoid), then `classifier`.
+
+    Layers: rln_* (RLN), nm_* (NM, its gate `nm_gate`), `features` (the
+    gated features) and `classifier`; inner-loop prefixes `ANML_INNER`.
+    """
+    _check(image_size, width, num_classes, init, (28,), "anml")
+    inputs = keras.Input((image_size, image_size, channels), name="images")
+    rln = conv_blocks(
+        inputs, width, (True, True, False), init=init, prefix="rln_"
+    )
+    nm = conv_blocks(
+        inputs, nm_width, (True, True, True), init=init, prefix="nm_"
+    )
+    dim = rln.shape[-1]
+    gate = torch_dense(dim, nm.shape[-1], "nm_gate", init, "sigmoid")(nm)
+    features = keras.layers.Multiply(name="features")([rln, gate])
+    outputs = torch_dense(num_classes, dim, "classifier", init)(features)
+    return keras.Model(inputs, outputs, name="anml")
+
+
+@gin.configurable
+def oml(
+    num_classes,
+    *,
+    image_size=84,
+    channels=1,
+    width=256,
+    hidden=1024,
+    init="reference",
+):
+    """OML at 84 px: six 3×3 'valid' convs (strides 2,1,2,1,2,2; ReLU) →
+    2304 features at width 256 → PLN Dense(`hidden`, ReLU) → classifier.
+
+    Layers: rln_conv<i>, `features`, `pln_dense`, `classifier`;
+    inner-loop prefixes `OML_INNER`.
+    """
+    _check(image_size, width, num_classes, init, (84,), "oml")
+    inputs = keras.Input((image_size, image_size, channels), name="images")
+    x = inputs
+    for i, stride in enumerate((2, 1, 2, 1, 2, 2)):
+        x = keras.layers.Conv2D(
+            width,
+            3,
+            strides=stride,
+            activation="relu",
+            name=f"rln_conv{i}",
+            **conv_init(init, x.shape[-1]),
+        )(x)
+    x = keras.layers.Flatten(name="features")(x)
+    dim = math.prod(x.shape[1:])
+    x = torch_dense(hidden, dim, "pln_dense", init, "relu")(x)
+    outputs = torch_dense(num_classes, hidden, "classifier", init)(x)
+    return keras.Model(inputs, outputs, name="oml")
