@@ -7,9 +7,15 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_module(module, *args, timeout=600):
-    """Runs the module from the repo root; returns the CompletedProcess."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+def run_module(module, *args, timeout=600, env=None):
+    """Runs the module from the repo root (extra `env` variables set);
+    returns the CompletedProcess."""
+    env = dict(
+        os.environ,
+        TF_CPP_MIN_LOG_LEVEL="3",
+        PYTHONUNBUFFERED="1",
+        **(env or {})
+    )
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=REPO,

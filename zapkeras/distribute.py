@@ -1,12 +1,35 @@
 """The `--strategy` flag: which tf.distribute strategy a run uses (SPEC §1)."""
 
 import functools
+import os
 
 import tensorflow as tf
 
 from zapkeras.errors import UsageError
 
 STRATEGIES = ("auto", "one", "mirrored", "multi_worker")
+CPU_DEVICES_VARIABLE = "ZAPKERAS_CPU_DEVICES"
+
+
+def split_cpu():
+    """Splits the CPU into $ZAPKERAS_CPU_DEVICES logical devices, if set.
+
+    With no GPU, `--strategy=mirrored` then runs that many replicas on one
+    CPU: the real cross-replica code paths, for checking a multi-GPU run on
+    a laptop. Must run before TensorFlow initialises its devices.
+    """
+    value = os.environ.get(CPU_DEVICES_VARIABLE)
+    if not value:
+        return
+    if not value.isdigit() or int(value) < 1:
+        raise UsageError(
+            f"${CPU_DEVICES_VARIABLE} = {value!r}; set it to a whole number "
+            "of logical CPU devices ≥ 1 (e.g. 2), or unset it."
+        )
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * int(value)
+    )
 
 
 def make_strategy(name):

@@ -17,6 +17,7 @@ def run(argv=None):
     del argv
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # progress lines say enough
+    distribute.split_cpu()
     cli.parse_gin(FLAGS.gin_file, FLAGS.gin_param)
     keras.utils.set_random_seed(FLAGS.seed)
     tf.config.experimental.enable_op_determinism()
