@@ -1,12 +1,15 @@
 """InstanceNorm and ReparamLayerNorm: statistics, exact second-order
-gradients (Meta-ASB, ecosystem-notes.md §0 item 11) and serialisation."""
+gradients (Meta-ASB, ecosystem-notes.md §0 item 11) and serialisation;
+CReLU; PyTorch's adaptive average pooling."""
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from zapkeras.models import InstanceNorm
 from zapkeras.models import ReparamLayerNorm
+from zapkeras.models import layers
 
 
 def test_instance_norm_standardises_each_example_and_channel():
@@ -95,7 +98,8 @@ def test_layers_round_trip_through_keras_saving(tmp_path):
     inputs = keras.Input((4, 4, 3))
     x = InstanceNorm(epsilon=1e-3, name="inorm")(inputs)
     x = keras.layers.Flatten()(x)
-    outputs = ReparamLayerNorm(name="rln")(x)
+    x = ReparamLayerNorm(name="rln")(x)
+    outputs = layers.CReLU(name="crelu")(x)
     model = keras.Model(inputs, outputs)
     model.get_layer("inorm").gamma.assign([1.0, 2.0, 3.0])
     path = str(tmp_path / "m.keras")
@@ -104,5 +108,47 @@ def test_layers_round_trip_through_keras_saving(tmp_path):
     assert isinstance(loaded.get_layer("inorm"), InstanceNorm)
     assert loaded.get_layer("inorm").epsilon == 1e-3
     assert isinstance(loaded.get_layer("rln"), ReparamLayerNorm)
+    assert isinstance(loaded.get_layer("crelu"), layers.CReLU)
     x = np.random.default_rng(4).normal(size=(2, 4, 4, 3)).astype("float32")
     np.testing.assert_allclose(loaded(x), model(x), rtol=1e-6)
+
+
+def test_crelu_concatenates_both_halves_along_features():
+    x = np.array([[[1.5, -2.0, 0.0]], [[-0.5, 3.0, -1.0]]], np.float32)
+    y = layers.CReLU()(x).numpy()
+    assert y.shape == (2, 1, 6)
+    np.testing.assert_array_equal(y[..., :3], np.maximum(x, 0))
+    np.testing.assert_array_equal(y[..., 3:], np.maximum(-x, 0))
+    # Either half determines x: relu(x) − relu(−x) = x.
+    np.testing.assert_array_equal(y[..., :3] - y[..., 3:], x)
+
+
+def _torch_bins(size, out):
+    """PyTorch's adaptive-pooling bins, [⌊i·in/out⌋, ⌈(i+1)·in/out⌉)."""
+    return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
+
+
+POOLINGS = [((2, 2), (7, 7)), ((5, 7), (3, 3)), ((3, 4), (5, 2))]
+POOLINGS += [((14, 14), (7, 7)), ((6, 1), (4, 3))]
+
+
+@pytest.mark.parametrize("in_hw, out_hw", POOLINGS)
+def test_adaptive_average_pooling_matches_pytorch_bins(in_hw, out_hw):
+    """keras.layers.AdaptiveAveragePooling2D (used by vgg16) is PyTorch's
+    AdaptiveAvgPool2d, also when it upsamples (in < out)."""
+    x = np.random.default_rng(5).normal(size=(2, *in_hw, 3)).astype("f4")
+    rows, cols = (_torch_bins(i, o) for i, o in zip(in_hw, out_hw))
+    expected = np.stack(
+        [
+            np.stack([x[:, r0:r1, c0:c1].mean((1, 2)) for c0, c1 in cols], 1)
+            for r0, r1 in rows
+        ],
+        1,
+    )
+    y = keras.layers.AdaptiveAveragePooling2D(out_hw)(x)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_pytorch_bins_by_hand():
+    assert _torch_bins(2, 7) == [(0, 1)] * 3 + [(0, 2)] + [(1, 2)] * 3
+    assert _torch_bins(5, 3) == [(0, 2), (1, 4), (3, 5)]

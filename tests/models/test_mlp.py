@@ -59,3 +59,42 @@ def test_reference_init_is_kaiming_normal_with_zero_bias():
 def test_bad_layer_norm_names_the_macro():
     with pytest.raises(UsageError, match="LAYER_NORM"):
         models.mlp(10, input_shape=(4,), layer_norm="batch")
+
+
+def test_crelu_halves_each_hidden_layer_and_doubles_the_next_fan_in():
+    keras.utils.set_random_seed(0)
+    model = models.mlp(
+        10, input_shape=(12,), width=32, depth=2, activation="crelu"
+    )
+    assert model.get_layer("dense0").kernel.shape == (12, 16)
+    assert model.get_layer("dense1").kernel.shape == (32, 16)
+    assert model.get_layer("classifier").kernel.shape == (32, 10)
+    # Kaiming-normal on the doubled fan-in of dense1.
+    std = model.get_layer("dense1").kernel.numpy().std()
+    assert abs(std / np.sqrt(2 / 32) - 1) < 0.2
+    x = np.random.default_rng(2).normal(size=(4, 12)).astype(np.float32)
+    pre = keras.Model(model.input, model.get_layer("dense1").output)(x)
+    act = keras.Model(model.input, model.get_layer("act1").output)(x)
+    np.testing.assert_array_equal(
+        act, np.concatenate([np.maximum(pre, 0), np.maximum(-pre, 0)], -1)
+    )
+
+
+def test_crelu_with_layer_norm_before_and_after():
+    def build(layer_norm):
+        return models.mlp(
+            3,
+            input_shape=(8,),
+            width=16,
+            activation="crelu",
+            layer_norm=layer_norm,
+        )
+
+    # Pre-activation norms see the 8 units, post-activation ones the 16.
+    assert build("pre").get_layer("norm0").output.shape == (None, 8)
+    assert build("post").get_layer("norm0").output.shape == (None, 16)
+
+
+def test_crelu_needs_an_even_width():
+    with pytest.raises(UsageError, match="WIDTH = 5"):
+        models.mlp(10, input_shape=(4,), width=5, activation="crelu")

@@ -3,21 +3,31 @@
 import keras
 
 from zapkeras.errors import UsageError
+from zapkeras.models.augment import augmentation
 from zapkeras.models.convnet import frati_convnet
+from zapkeras.models.layers import CReLU
 from zapkeras.models.layers import InstanceNorm
 from zapkeras.models.layers import ReparamLayerNorm
 from zapkeras.models.meta_learners import anml
 from zapkeras.models.meta_learners import oml
 from zapkeras.models.mlp import mlp
+from zapkeras.models.resnet import resnet18
+from zapkeras.models.vgg import vgg16
+from zapkeras.models.vit import vit
 
 __all__ = [
+    "CReLU",
     "InstanceNorm",
     "ReparamLayerNorm",
     "anml",
+    "augmentation",
     "feature_extractor",
     "frati_convnet",
     "mlp",
     "oml",
+    "resnet18",
+    "vgg16",
+    "vit",
 ]
 
 

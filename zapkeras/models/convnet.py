@@ -48,7 +48,7 @@ def frati_convnet(
     padding, pools = _LAYOUTS[image_size]
     inputs = keras.Input((image_size, image_size, channels), name="images")
     x = conv_blocks(inputs, width, pools, padding=padding, init=init)
-    outputs = torch_dense(num_classes, x.shape[-1], "classifier", init)(x)
+    outputs = layers.dense(num_classes, x.shape[-1], init, "classifier")(x)
     return keras.Model(inputs, outputs, name="frati_convnet")
 
 
@@ -85,13 +85,3 @@ def conv_init(init, in_channels):
         "kernel_initializer": layers.kaiming_normal(),
         "bias_initializer": layers.torch_uniform(9 * in_channels),
     }
-
-
-def torch_dense(units, fan_in, name, init="reference", activation=None):
-    """A Dense with PyTorch's default Linear init (U(±1/√fan_in) weights
-    and bias) under init="reference", Keras' defaults otherwise."""
-    args = {}
-    if init == "reference":
-        bound = layers.torch_uniform(fan_in)
-        args = {"kernel_initializer": bound, "bias_initializer": bound}
-    return keras.layers.Dense(units, activation=activation, name=name, **args)

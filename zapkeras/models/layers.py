@@ -1,4 +1,4 @@
-"""Normalisation layers and initializers shared by the zapkeras models.
+"""Layers, activations and initializers shared by the zapkeras models.
 
 The normalisations compute their statistics explicitly (mean, then mean of
 squared deviations), with no `stop_gradient`: Keras' GroupNormalization and
@@ -90,6 +90,45 @@ class ReparamLayerNorm(keras.layers.Layer):
         return {**super().get_config(), "epsilon": self.epsilon}
 
 
+@keras.saving.register_keras_serializable(package="zapkeras")
+class CReLU(keras.layers.Layer):
+    """Concatenated ReLU: [relu(x), relu(−x)] along the feature axis.
+
+    Shang et al. (2016), the CReLU baseline of lee2024 §3.3 (Abbas et al.
+    2023). The output has twice the input's features, so the next layer's
+    fan-in is twice the units before it. lee2024 writes −relu(−x) for the
+    second half; both reference repos (H&T `CReLU`, the SWR network)
+    concatenate relu(−x), as here.
+    """
+
+    def call(self, inputs):
+        return ops.concatenate([ops.relu(inputs), ops.relu(-inputs)], axis=-1)
+
+
+def activation(kind, name):
+    """The activation layer for `kind`: 'crelu' or a Keras activation."""
+    if kind == "crelu":
+        return CReLU(name=name)
+    return keras.layers.Activation(kind, name=name)
+
+
+def units_before(kind, width, setting):
+    """Units of the layer feeding activation `kind` so that `width` come out.
+
+    CReLU doubles its input, so a CReLU layer of width w is w/2 units (H&T's
+    heads and the SWR network halve the layer, keeping the next fan-in at w:
+    lee2024 "reducing the parameter count by half in each hidden layer").
+    """
+    if kind != "crelu":
+        return width
+    if width % 2:
+        raise UsageError(
+            f"{setting} = {width} with CReLU; use an even width (the layer "
+            "has width/2 units and CReLU doubles them)."
+        )
+    return width // 2
+
+
 def check_init(init, setting):
     """Raises UsageError unless `init` is one of INITS."""
     if init not in INITS:
@@ -113,3 +152,30 @@ def torch_uniform(fan_in):
     """
     bound = 1.0 / math.sqrt(fan_in)
     return keras.initializers.RandomUniform(-bound, bound)
+
+
+def torch_default(fan_in, use_bias=True):
+    """Layer kwargs for PyTorch's default init of a Linear/Conv layer.
+
+    A fresh initializer per tensor: Keras initializers repeat their draws
+    (ecosystem-notes.md §0 item 2), so one object must not serve two.
+    """
+    kwargs = {"kernel_initializer": torch_uniform(fan_in)}
+    if use_bias:
+        kwargs["bias_initializer"] = torch_uniform(fan_in)
+    return kwargs
+
+
+def dense(units, fan_in, init, name, activation=None):
+    """A Dense layer with PyTorch's default Linear init under 'reference'
+    and Keras' defaults under 'keras'."""
+    kwargs = torch_default(fan_in) if init == "reference" else {}
+    return keras.layers.Dense(units, activation=activation, name=name, **kwargs)
+
+
+def batch_norm(name):
+    """BatchNorm with PyTorch's defaults: momentum 0.1 (Keras' 0.9 = 1 −
+    0.1), eps 1e-5."""
+    return keras.layers.BatchNormalization(
+        momentum=0.9, epsilon=1e-5, name=name
+    )

@@ -25,7 +25,6 @@ from zapkeras.errors import UsageError
 from zapkeras.models import layers
 from zapkeras.models.convnet import conv_blocks
 from zapkeras.models.convnet import conv_init
-from zapkeras.models.convnet import torch_dense
 
 ANML_INNER = ("rln_", "classifier")
 OML_INNER = ("pln_", "classifier")
@@ -70,9 +69,9 @@ def anml(
         inputs, nm_width, (True, True, True), init=init, prefix="nm_"
     )
     dim = rln.shape[-1]
-    gate = torch_dense(dim, nm.shape[-1], "nm_gate", init, "sigmoid")(nm)
+    gate = layers.dense(dim, nm.shape[-1], init, "nm_gate", "sigmoid")(nm)
     features = keras.layers.Multiply(name="features")([rln, gate])
-    outputs = torch_dense(num_classes, dim, "classifier", init)(features)
+    outputs = layers.dense(num_classes, dim, init, "classifier")(features)
     return keras.Model(inputs, outputs, name="anml")
 
 
@@ -106,6 +105,6 @@ def oml(
         )(x)
     x = keras.layers.Flatten(name="features")(x)
     dim = math.prod(x.shape[1:])
-    x = torch_dense(hidden, dim, "pln_dense", init, "relu")(x)
-    outputs = torch_dense(num_classes, hidden, "classifier", init)(x)
+    x = layers.dense(hidden, dim, init, "pln_dense", "relu")(x)
+    outputs = layers.dense(num_classes, hidden, init, "classifier")(x)
     return keras.Model(inputs, outputs, name="oml")

@@ -4,6 +4,9 @@ hernandez-garcia2025 §3–4 (reference-implementations.md §2.3): `depth`
 hidden Dense layers of `width` units with optional LayerNorm before
 ('pre') or after ('post') the activation, or the reparameterised LayerNorm
 x̂·(1 + γ) + β before it ('reparam'); Kaiming-normal weights, zero biases.
+activation="crelu" (the CReLU baseline of lee2024 and the SWR network) gives
+each hidden Dense width/2 units whose CReLU output is `width` wide, as both
+reference repos do; the next layer's fan-in is then twice the units before.
 """
 
 import gin
@@ -36,9 +39,12 @@ def mlp(
     """Builds Flatten → depth × (Dense → [norm] → act → [norm]) → classifier.
 
     Hidden layers are named dense<i>, norm<i>, act<i>; the logits layer is
-    `classifier`. init="reference" draws every kernel from Kaiming-normal
-    (std √(2/fan_in)) with zero biases, as the reference code does;
-    init="keras" keeps Keras' defaults (Glorot-uniform kernels).
+    `classifier`. `activation` is a Keras activation name or 'crelu' (then
+    dense<i> has width/2 units, a pre-activation norm normalises those, and
+    a post-activation norm the `width` CReLU outputs). init="reference"
+    draws every kernel from Kaiming-normal (std √(2/fan_in)) with zero
+    biases, as the reference code does; init="keras" keeps Keras' defaults
+    (Glorot-uniform kernels).
     """
     if layer_norm not in LAYER_NORMS:
         raise UsageError(
@@ -51,6 +57,7 @@ def mlp(
             "positive and the depth non-negative."
         )
     layers.check_init(init, "mlp.init")
+    hidden_units = layers.units_before(activation, width, "WIDTH")
 
     def dense(units, name):
         if init == "keras":
@@ -62,10 +69,10 @@ def mlp(
     inputs = keras.Input(tuple(input_shape), name="inputs")
     x = keras.layers.Flatten(name="flatten")(inputs)
     for i in range(depth):
-        x = dense(width, f"dense{i}")(x)
+        x = dense(hidden_units, f"dense{i}")(x)
         if layer_norm in ("pre", "reparam"):
             x = _norm(layer_norm, f"norm{i}")(x)
-        x = keras.layers.Activation(activation, name=f"act{i}")(x)
+        x = layers.activation(activation, f"act{i}")(x)
         if layer_norm == "post":
             x = _norm(layer_norm, f"norm{i}")(x)
     outputs = dense(num_classes, "classifier")(x)
