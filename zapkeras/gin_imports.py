@@ -12,6 +12,12 @@ import keras
 from zapkeras import data  # noqa: F401
 from zapkeras import models  # noqa: F401
 from zapkeras import runner  # noqa: F401
+from zapkeras.methods import cbp
+from zapkeras.methods import hare_tortoise
+from zapkeras.methods import redo
+from zapkeras.methods import regularizers
+from zapkeras.methods import shrink_perturb
+from zapkeras.methods import swr
 from zapkeras.methods import zapping
 from zapkeras.protocols import pretrain  # noqa: F401
 from zapkeras.protocols import transfer  # noqa: F401
@@ -25,4 +31,15 @@ for _optimizer in (
 ):
     gin.external_configurable(_optimizer, module="keras.optimizers")
 
-gin.external_configurable(zapping.Zapping, module="zapkeras")
+for _callback in (
+    zapping.Zapping,
+    swr.SelectiveWeightReinit,
+    cbp.ContinualBackprop,
+    redo.ReDo,
+    shrink_perturb.ShrinkAndPerturb,
+    shrink_perturb.HeadReset,
+    hare_tortoise.HareTortoise,
+    regularizers.RegenerativeL2,
+    regularizers.SpectralDecoupling,
+):
+    gin.external_configurable(_callback, module="zapkeras")

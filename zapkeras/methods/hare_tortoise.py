@@ -1,0 +1,348 @@
+"""Hare & Tortoise, its EMA baseline and self-distillation (lee2024 §4).
+
+The tortoise is an exponential moving average of the hare (the trained
+model), θ_t ← μ·θ_t + (1 − μ)·θ_h after every optimizer step (§4.2), taken
+over all of `model.weights`: trainable weights AND non-trainable state such
+as BatchNorm moving statistics, as the H&T repo averages parameters and
+buffers (reference-implementations.md §3.1). It starts as a copy of the
+initial hare. Periodically the hare ← tortoise, a value copy; the optimizer
+state is kept, as in the repo (whose protocol builds a new AdamW per task).
+The paper predicts with the tortoise. (Alg. 1's pseudocode writes the
+average into the hare and resets every r steps; §4.2's equations, §4.3's
+"every 10 epoch" and the repo agree on what is implemented here.)
+Without resets this is the EMA baseline; `SelfDistillation` adds a KL term
+toward the same EMA as a teacher.
+
+All EMA updates and copies run in one compiled function in cross-replica
+context (a callback hook, or `merge_call` from `train_step`), so every
+replica holds the same tortoise.
+"""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from zapkeras.errors import UsageError
+from zapkeras.methods import cadence
+from zapkeras.methods import resets
+
+RESET_SCHEDULES = ("reference", "every")
+KL_REDUCTIONS = ("batchmean", "reference")
+
+
+def _check_momentum(momentum, setting):
+    if not (isinstance(momentum, (int, float)) and 0.0 <= momentum < 1.0):
+        raise UsageError(
+            f"{setting} = {momentum!r}; use a number in [0, 1), e.g. 0.999 "
+            "(lee2024)."
+        )
+
+
+class ExponentialAverage:
+    """An EMA copy of `model.weights` in variables on the model's strategy.
+
+    `variables` follow `model.weights` order. Non-floating weights (int
+    counters) are copied, not averaged.
+    """
+
+    def __init__(self, model, momentum):
+        _check_momentum(momentum, "momentum")
+        self.momentum = float(momentum)
+        self.sources = list(model.weights)
+        with model.distribute_strategy.scope():
+            self.variables = [
+                keras.Variable(
+                    ops.convert_to_tensor(source),
+                    dtype=source.dtype,
+                    trainable=False,
+                    name=source.path.replace("/", "_") + "_average",
+                )
+                for source in self.sources
+            ]
+        self._index = {
+            id(source): average
+            for source, average in zip(self.sources, self.variables)
+        }
+        self._update = tf.function(self._update_all)
+        self._copy = tf.function(self._copy_all)
+
+    def _update_all(self):
+        for average, source in zip(self.variables, self.sources):
+            value = ops.convert_to_tensor(source)
+            if tf.as_dtype(value.dtype).is_floating:
+                keep = ops.cast(self.momentum, value.dtype)
+                take = ops.cast(1.0 - self.momentum, value.dtype)
+                value = keep * ops.convert_to_tensor(average) + take * value
+            average.assign(value)
+
+    def _copy_all(self):
+        for average, source in zip(self.variables, self.sources):
+            source.assign(ops.convert_to_tensor(average))
+
+    def update(self):
+        """averages ← μ·averages + (1 − μ)·weights, once for all replicas."""
+        resets.in_cross_replica_context(self._update)
+
+    def copy_to_model(self):
+        """model weights ← averages (a value copy), once for all replicas."""
+        resets.in_cross_replica_context(self._copy)
+
+    def values_for(self, variables):
+        """The averages of `variables`; a variable not averaged (e.g. a
+        seed generator's state) stands for itself."""
+        return [
+            ops.convert_to_tensor(self._index.get(id(v), v)) for v in variables
+        ]
+
+
+class HareTortoise(keras.callbacks.Callback):
+    """Hare & Tortoise (lee2024 Alg. 1) as a callback on the hare's `fit`.
+
+    Args:
+      momentum: μ of the tortoise EMA, in [0, 1); 0.999 (lee2024).
+      reset_every_epochs: r, the reset period in epochs of each fit (one
+        fit per task in the continual protocol); 10 (lee2024).
+      reset: False gives the EMA baseline (no resets; evaluate the
+        tortoise).
+      reset_schedule: 'reference' (default) resets after epochs e with
+        e % r == 0, i.e. after epochs 0, r, 2r, ... (0-based), as the H&T
+        repo; the paper only says "every 10 epochs", and its numbers come
+        from that code. 'every' resets after every r finished epochs.
+      reset_optimizer: also zero every optimizer slot at a reset (default
+        False, as the reference); the step count is kept.
+      validation_data: (x, y) or a dataset; when given, the tortoise is
+        evaluated after every epoch and its metrics are added to the logs
+        as `tortoise_<name>` (e.g. tortoise_accuracy).
+
+    The tortoise is created at the first `on_train_begin` from the hare's
+    weights at that time; `checkpoint_items()` saves it with the run.
+    `history` lists the epochs after which the hare was reset. Needs
+    `steps_per_execution=1` (one update per optimizer step).
+    """
+
+    def __init__(
+        self,
+        momentum=0.999,
+        reset_every_epochs=10,
+        reset=True,
+        *,
+        reset_schedule="reference",
+        reset_optimizer=False,
+        validation_data=None,
+    ):
+        super().__init__()
+        _check_momentum(momentum, "HareTortoise.momentum")
+        cadence.check_count(
+            reset_every_epochs, "HareTortoise.reset_every_epochs"
+        )
+        if reset_schedule not in RESET_SCHEDULES:
+            raise UsageError(
+                f"HareTortoise.reset_schedule = {reset_schedule!r}; use "
+                "'reference' (after epochs 0, r, 2r, ...) or 'every' "
+                "(after every r epochs)."
+            )
+        self.momentum = float(momentum)
+        self.reset_every_epochs = reset_every_epochs
+        self.reset = bool(reset)
+        self.reset_schedule = reset_schedule
+        self.reset_optimizer = bool(reset_optimizer)
+        self.validation_data = validation_data
+        self.history = []
+        self._state = tf.Module(name="HareTortoise_state")
+        self._tortoise = None
+        self._clone = None
+
+    def checkpoint_items(self):
+        """Trackables to save with the run: the tortoise weights."""
+        return {"HareTortoise": self._state}
+
+    @property
+    def tortoise_weights(self):
+        """The tortoise's variables, in `model.weights` order."""
+        self._require_tortoise()
+        return list(self._tortoise.variables)
+
+    def _require_tortoise(self):
+        """Creates the tortoise from the model's weights if not yet made.
+
+        On a resumed run the checkpointed tortoise then replaces them.
+        """
+        if self._tortoise is not None:
+            return
+        if self.model is None:
+            raise UsageError(
+                "HareTortoise has no tortoise yet; it is created when "
+                "model.fit(callbacks=[...]) starts (or call set_model)."
+            )
+        self._tortoise = ExponentialAverage(self.model, self.momentum)
+        self._state.tortoise = self._tortoise.variables
+
+    def on_train_begin(self, logs=None):
+        cadence.check_steps_per_execution(self.model, "HareTortoise")
+        self._require_tortoise()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._tortoise.update()
+
+    def on_epoch_end(self, epoch, logs=None):
+        r = self.reset_every_epochs
+        due = (
+            epoch % r == 0
+            if self.reset_schedule == "reference"
+            else ((epoch + 1) % r == 0)
+        )
+        if self.reset and due:
+            self._tortoise.copy_to_model()
+            if self.reset_optimizer:
+                for variable in self.model.trainable_variables:
+                    resets.reset_slots(self.model.optimizer, variable, True)
+            self.history.append(epoch)
+        if self.validation_data is not None and logs is not None:
+            data = self.validation_data
+            x, y = data if isinstance(data, tuple) else (data, None)
+            results = self.evaluate_tortoise(x, y)
+            logs.update({f"tortoise_{k}": v for k, v in results.items()})
+
+    def tortoise_model(self):
+        """A clone of the model holding the current tortoise weights.
+
+        Built once (under the model's strategy scope, compiled like the
+        model when it is compiled), refreshed on every call. Needs a
+        functional or Sequential model (`keras.models.clone_model`).
+        """
+        self._require_tortoise()
+        if self._clone is None:
+            with self.model.distribute_strategy.scope():
+                clone = keras.models.clone_model(self.model)
+                config = self.model.get_compile_config()
+                if config:
+                    clone.compile_from_config(config)
+            shapes = [tuple(w.shape) for w in clone.weights]
+            if shapes != [tuple(w.shape) for w in self._tortoise.variables]:
+                raise UsageError(
+                    f"HareTortoise: a clone of model {self.model.name!r} "
+                    "has other weights; use a functional or Sequential "
+                    "model."
+                )
+            self._clone = clone
+        for target, value in zip(self._clone.weights, self._tortoise.variables):
+            target.assign(value)
+        return self._clone
+
+    def evaluate_tortoise(self, x, y=None, **kwargs):
+        """`evaluate` of the tortoise (a dict of the compiled metrics)."""
+        kwargs.setdefault("verbose", 0)
+        return self.tortoise_model().evaluate(x, y, return_dict=True, **kwargs)
+
+
+class SelfDistillation(keras.Model):
+    """Self-distillation toward an EMA teacher (lee2024 §5 baseline).
+
+    Wraps a built classifier `model` returning logits; compile the wrapper
+    like the model (loss, metrics) and fit it. Each step minimises the
+    compiled loss + weight·KL(p_teacher ‖ p_student) at temperature T,
+    then updates the teacher θ_T ← μ·θ_T + (1 − μ)·θ (the tortoise of
+    `HareTortoise`, never reset). The teacher predicts in inference mode
+    and starts as a copy of `model`; its weights (`teacher_weights`) are
+    non-trainable weights of the wrapper, so they checkpoint with it.
+    The KL term is logged as `distillation_loss`.
+
+    Args:
+      model: the student; the wrapper trains its variables in place.
+      teacher_momentum: μ, in [0, 1); 0.999 (lee2024).
+      weight: λ of the KL term; 1 (H&T repo; the paper tuned 1, 5, 10).
+      temperature: T of both softmaxes; 1 (H&T repo). No T² factor, as
+        the repo.
+      kl_reduction: 'batchmean' (default: the KL of each example, averaged
+        over the batch) or 'reference' (the repo's `nn.KLDivLoss()` mean
+        over batch AND classes, i.e. divided by the number of classes).
+    """
+
+    def __init__(
+        self,
+        model,
+        teacher_momentum=0.999,
+        weight=1.0,
+        temperature=1.0,
+        *,
+        kl_reduction="batchmean",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not model.built:
+            raise UsageError(
+                f"model {model.name!r} is not built; build it (call it on a "
+                "batch, or give it an Input) before wrapping it."
+            )
+        _check_momentum(teacher_momentum, "SelfDistillation.teacher_momentum")
+        for setting, value in (
+            ("weight", weight),
+            ("temperature", temperature),
+        ):
+            if not (isinstance(value, (int, float)) and value >= 0):
+                raise UsageError(
+                    f"SelfDistillation.{setting} = {value!r}; use a number "
+                    "≥ 0."
+                )
+        if temperature == 0:
+            raise UsageError("SelfDistillation.temperature must be > 0.")
+        if kl_reduction not in KL_REDUCTIONS:
+            raise UsageError(
+                f"SelfDistillation.kl_reduction = {kl_reduction!r}; use "
+                "'batchmean' or 'reference'."
+            )
+        self.model = model
+        self.weight = float(weight)
+        self.temperature = float(temperature)
+        self.kl_reduction = kl_reduction
+        self._teacher = ExponentialAverage(model, teacher_momentum)
+        self.teacher_weights = self._teacher.variables
+        self.distillation_tracker = keras.metrics.Mean("distillation_loss")
+        self.built = True
+
+    def call(self, inputs, training=False):
+        return self.model(inputs, training=training)
+
+    def teacher_logits(self, x):
+        """The teacher's logits on `x` (inference mode, no gradient)."""
+        logits, _ = self.model.stateless_call(
+            self._teacher.values_for(self.model.trainable_variables),
+            self._teacher.values_for(self.model.non_trainable_variables),
+            x,
+            training=False,
+        )
+        return ops.stop_gradient(logits)
+
+    def distillation(self, logits, teacher_logits):
+        """Per-example KL(p_teacher ‖ p_student) at the temperature."""
+        student = ops.log_softmax(logits / self.temperature, axis=-1)
+        teacher = ops.log_softmax(teacher_logits / self.temperature, axis=-1)
+        kl = ops.sum(ops.exp(teacher) * (teacher - student), axis=-1)
+        if self.kl_reduction == "reference":
+            kl = kl / ops.cast(ops.shape(logits)[-1], kl.dtype)
+        return kl
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        """The compiled loss, plus weight·KL when training.
+
+        The compiled loss comes pre-divided by the number of replicas
+        (Keras' Loss scaling); the KL term is divided the same way, so the
+        replicas' summed gradients are those of the global batch mean.
+        """
+        loss = super().compute_loss(
+            x, y, y_pred, sample_weight, training=training
+        )
+        if not training:
+            return loss
+        distill = ops.mean(self.distillation(y_pred, self.teacher_logits(x)))
+        self.distillation_tracker.update_state(distill)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return loss + ops.cast(self.weight / replicas, loss.dtype) * distill
+
+    def train_step(self, data):
+        """Keras' step on the student, then the teacher's EMA update."""
+        logs = super().train_step(data)
+        self._teacher.update()
+        return logs

@@ -1,0 +1,199 @@
+"""Selective Weight Reinitialization (hernandez-garcia2025 §3, Alg. 1).
+
+Every `frequency` steps, right after the optimizer step, each trainable
+tensor on its own: score every weight by a utility, pick the low-utility
+ones and reinitialise them (reference-implementations.md §2.1, §2.7):
+
+- utility "gradient": |∂L/∂w · w| with this step's (global mean) gradient
+  and the already-updated weight; "magnitude": |w|;
+- pruning "threshold": every weight with u ≤ factor · mean(u) (mean over
+  the tensor); "proportional": the floor(Nρ) + Bernoulli(frac(Nρ)) lowest
+  utilities (ρ = `factor`; ties broken by position);
+- reinit "resample": fresh draws from the tensor's own initial
+  distribution (`zapkeras.methods.inits`); "mean": that distribution's
+  mean (0 for weights and biases, 1 for a LayerNorm γ, 0 for a
+  reparameterised one).
+
+With decay > 0 the utility is a running average u ← decay·u + (1−decay)·u_t
+updated every step and zeroed in any tensor that had a reinitialisation.
+A weight whose true gradient is 0 (e.g. a conv bias right before a
+per-example norm) has a rounding-noise utility, so which of those SWR
+picks is arbitrary (as in the reference) and may change with the number
+of replicas. The reference never touches optimizer state (its config key
+for that is read by no code), so `reset_optimizer` defaults to False; True
+zeroes the slots (e.g. Adam m and v) of exactly the reinitialised entries.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from zapkeras.errors import UsageError
+from zapkeras.methods import hooks
+from zapkeras.methods import inits
+from zapkeras.methods import resets
+
+UTILITIES = ("gradient", "magnitude")
+PRUNINGS = ("threshold", "proportional")
+REINITS = ("resample", "mean")
+
+
+def _choose(setting, value, options):
+    if value not in options:
+        raise UsageError(
+            f"SelectiveWeightReinit.{setting} = {value!r}; use one of "
+            f"{', '.join(map(repr, options))}."
+        )
+
+
+def select(utility, pruning, factor, rng):
+    """Boolean mask (shape of `utility`) of the weights to reinitialise."""
+    flat = np.asarray(utility, np.float64).reshape(-1)
+    if pruning == "threshold":
+        mask = flat <= factor * flat.mean()
+    else:
+        expected = flat.size * factor
+        count = int(expected) + int(rng.binomial(1, expected % 1))
+        mask = np.zeros(flat.size, bool)
+        mask[np.argsort(flat, kind="stable")[:count]] = True
+    return mask.reshape(np.shape(utility))
+
+
+class SelectiveWeightReinit(hooks.StepCallback):
+    """SWR as a Keras callback for any `model.fit` (SPEC §5).
+
+    Args:
+      frequency: reinitialise after every `frequency`-th step (reference
+        2048 on permuted MNIST, 128 for the ViT).
+      factor: threshold factor (reference 1e-5 MNIST, 5e-4 ViT) or, for
+        pruning="proportional", the fraction ρ in [0, 1].
+      utility, pruning, reinit: as in the module docstring.
+      decay: running-utility decay in [0, 1); 0 (the reference's setting
+        in all experiments) uses the step's utility.
+      reset_optimizer: zero optimizer slots of reinitialised entries.
+      init_distributions: {variable path: (kind, mean, scale)} overriding
+        what the layers' initializers say (see `inits.KINDS`).
+      seed: fixes the draws and the Bernoulli rounding; None means 0.
+
+    After a reinitialisation step, `last_reinitialized` maps each tensor's
+    path to its number of reinitialised weights, and `total_reinitialized`
+    counts them over the run.
+    """
+
+    def __init__(
+        self,
+        frequency,
+        factor,
+        utility="gradient",
+        pruning="threshold",
+        reinit="resample",
+        decay=0.0,
+        reset_optimizer=False,
+        init_distributions=None,
+        seed=None,
+    ):
+        super().__init__(seed)
+        if not (isinstance(frequency, (int, np.integer)) and frequency >= 1):
+            raise UsageError(
+                f"SelectiveWeightReinit.frequency = {frequency!r}; use an "
+                "integer ≥ 1 (steps between reinitialisations)."
+            )
+        _choose("utility", utility, UTILITIES)
+        _choose("pruning", pruning, PRUNINGS)
+        _choose("reinit", reinit, REINITS)
+        top = 1.0 if pruning == "proportional" else float("inf")
+        if not 0.0 <= factor <= top:
+            raise UsageError(
+                f"SelectiveWeightReinit.factor = {factor!r}; use a "
+                + (
+                    "fraction in [0, 1] for pruning='proportional'."
+                    if pruning == "proportional"
+                    else "non-negative number (e.g. 1e-5)."
+                )
+            )
+        if not 0.0 <= decay < 1.0:
+            raise UsageError(
+                f"SelectiveWeightReinit.decay = {decay!r}; use a value in "
+                "[0, 1) (0 = this step's utility, as the reference)."
+            )
+        self.frequency = int(frequency)
+        self.factor = float(factor)
+        self.utility = utility
+        self.pruning = pruning
+        self.reinit = reinit
+        self.decay = float(decay)
+        self.reset_optimizer = reset_optimizer
+        self.init_distributions = init_distributions
+        self.last_reinitialized = {}
+        self.total_reinitialized = 0
+
+    def build(self, model):
+        self.variables = list(model.trainable_variables)
+        self.distributions = inits.distributions(
+            model,
+            self.variables,
+            self.init_distributions,
+            "SelectiveWeightReinit.init_distributions",
+        )
+        self.gradients_needed = self.utility == "gradient"
+        self.utilities = None
+        if self.gradients_needed or self.decay > 0:
+            self.utilities = [
+                self.add_state(f"utility/{v.path}", tf.zeros(v.shape))
+                for v in self.variables
+            ]
+        self.without_gradient = set()
+
+    def needs_hook(self):
+        return self.utilities is not None
+
+    def observe(self, step):
+        gradients = step.gradients or [None] * len(self.variables)
+        targets, values = [], []
+        for variable, gradient, utility in zip(
+            self.variables, gradients, self.utilities
+        ):
+            weight = tf.convert_to_tensor(variable)
+            if self.utility == "magnitude":
+                now = tf.abs(weight)
+            elif gradient is None:
+                self.without_gradient.add(variable.path)  # at trace time
+                continue
+            else:
+                now = tf.abs(tf.cast(gradient, weight.dtype) * weight)
+            if self.decay > 0:
+                now = self.decay * utility + (1.0 - self.decay) * now
+            targets.append(utility)
+            values.append(now)
+        hooks.assign_all(targets, values)
+
+    def after_step(self, step):
+        if step % self.frequency:
+            return
+        rng = np.random.default_rng([self.seed or 0, step])
+        self.last_reinitialized = {}
+        for i, variable in enumerate(self.variables):
+            if variable.path in self.without_gradient:
+                continue
+            if self.utilities is None:
+                utility = np.abs(variable.numpy())
+            else:
+                utility = self.utilities[i].numpy()
+            mask = select(utility, self.pruning, self.factor, rng)
+            count = int(mask.sum())
+            self.last_reinitialized[variable.path] = count
+            if count:
+                self._reinitialize(variable, tf.constant(mask))
+                if self.utilities is not None and self.decay > 0:
+                    self.utilities[i].assign(tf.zeros(variable.shape))
+        self.total_reinitialized += sum(self.last_reinitialized.values())
+
+    def _reinitialize(self, variable, mask):
+        distribution = self.distributions[variable.path]
+        if self.reinit == "mean":
+            distribution = inits.Distribution("constant", distribution.mean, 0)
+        fresh = inits.sample(
+            distribution, variable.shape, variable.dtype, self.seed_generator
+        )
+        resets.assign_units(variable, mask, fresh)
+        if self.reset_optimizer:
+            resets.reset_slots(self.model.optimizer, variable, mask)
