@@ -10,6 +10,7 @@ import gin
 import keras
 
 from zapkeras import data  # noqa: F401
+from zapkeras.data import warm_start  # noqa: F401
 from zapkeras import models  # noqa: F401
 from zapkeras import runner  # noqa: F401
 from zapkeras.methods import cbp
@@ -19,6 +20,7 @@ from zapkeras.methods import regularizers
 from zapkeras.methods import shrink_perturb
 from zapkeras.methods import swr
 from zapkeras.methods import zapping
+from zapkeras.protocols import continual  # noqa: F401
 from zapkeras.protocols import pretrain  # noqa: F401
 from zapkeras.protocols import transfer  # noqa: F401
 from zapkeras.protocols import zap_divergence  # noqa: F401

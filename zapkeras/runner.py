@@ -18,11 +18,13 @@ import tensorflow as tf
 
 import zapkeras
 from zapkeras import data as data_lib
+from zapkeras.data import continual as continual_data
 from zapkeras.errors import UsageError
 from zapkeras.outputs import console
 from zapkeras.outputs import files
 from zapkeras.outputs import plots
 from zapkeras.outputs import tensorboard
+from zapkeras.protocols import continual as continual_protocol
 from zapkeras.protocols.pretrain import iid_pretraining
 from zapkeras.protocols.transfer import sequential_transfer
 
@@ -35,7 +37,8 @@ class RunContext:
     strategy: tf.distribute.Strategy
     output_dir: str
     condition: str
-    writer: tensorboard.Writer
+    writer: tensorboard.Writer = None
+    dry_run: bool = False  # protocols validate their settings and return
 
     @property
     def label(self):
@@ -84,6 +87,10 @@ class Runner:
         its pretraining data, e.g. {'zap_divergence': @zap_divergence}.
       conditions: gin scope names of pretraining conditions to compare, or
         None for a single run.
+      continual: a continual protocol (e.g. `continual_learning`); when
+        set it replaces pretraining and transfer: the run trains
+        `model_fn`'s network on a continual problem over
+        `continual_dataset` and writes results["continual"].
     """
 
     def __init__(
@@ -101,6 +108,7 @@ class Runner:
         transfers=None,
         analyses=None,
         conditions=None,
+        continual=None,
     ):
         self.output_dir = output_dir
         self.data_dir = data_dir
@@ -114,12 +122,18 @@ class Runner:
         self.transfers = transfers or {"sequential": sequential_transfer}
         self.analyses = analyses or {}
         self.conditions = tuple(conditions or ("",))
+        self.continual = continual
 
     def run(self):
+        if self.continual is not None:
+            return self._run_continual()
         sets = data_lib.load_class_sets(data_dir=self.data_dir, seed=self.seed)
         train, val = data_lib.split_per_class(
             sets.pretrain, self.train_per_class, seed=self.seed
         )
+        for condition in self.conditions:
+            with gin.config_scope(condition or None):
+                self._preflight(condition, train, val, sets.transfer)
         _make_output_dir(self.output_dir)
         console.say(
             f"zapkeras {zapkeras.__version__}: {self.experiment} → "
@@ -140,6 +154,38 @@ class Runner:
         self._report(results)
         return summary
 
+    def _preflight(self, condition, train, val, pool):
+        """Every protocol checks its settings before any training starts,
+        so a bad value late in the run cannot waste the hours before it."""
+        context = RunContext(
+            seed=self.seed,
+            strategy=self.strategy,
+            output_dir=self.output_dir,
+            condition=condition,
+            dry_run=True,
+        )
+        # A model that cannot be built (e.g. WIDTH = 0) fails here, outside
+        # the strategy scope; the run builds its own from the seed later.
+        self.model_fn(
+            num_classes=self._check_head(train),
+            channels=train.images.shape[-1],
+        )
+        self.pretraining(None, train, val, context)
+        for protocol in self.transfers.values():
+            protocol(None, pool, context)
+        for protocol in self.analyses.values():
+            protocol(None, train, context)
+
+    def _check_head(self, train):
+        outputs = self.head_outputs or train.num_classes
+        if outputs < train.num_classes:
+            raise UsageError(
+                f"Runner.head_outputs = {outputs} is smaller than the "
+                f"{train.num_classes} pretraining classes; raise it or "
+                "leave it unset."
+            )
+        return outputs
+
     def _run_condition(self, condition, train, val, pool):
         context = RunContext(
             seed=self.seed,
@@ -151,13 +197,7 @@ class Runner:
             ),
         )
         keras.utils.set_random_seed(self.seed)
-        outputs = self.head_outputs or train.num_classes
-        if outputs < train.num_classes:
-            raise UsageError(
-                f"Runner.head_outputs = {outputs} is smaller than the "
-                f"{train.num_classes} pretraining classes; raise it or "
-                "leave it unset."
-            )
+        outputs = self._check_head(train)
         with self.strategy.scope():
             model = self.model_fn(
                 num_classes=outputs, channels=train.images.shape[-1]
@@ -175,11 +215,59 @@ class Runner:
         context.writer.close()
         return result
 
+    def _run_continual(self):
+        train, test = continual_data.continual_dataset(
+            data_dir=self.data_dir, seed=self.seed
+        )
+        preflight = RunContext(
+            seed=self.seed,
+            strategy=self.strategy,
+            output_dir=self.output_dir,
+            condition="",
+            dry_run=True,
+        )
+        self.continual(None, None, train, test, preflight)
+        continual_protocol.build_model(  # a bad model setting fails here
+            self.model_fn, train.num_classes, train.images.shape[1:]
+        )
+        _make_output_dir(self.output_dir)
+        console.say(
+            f"zapkeras {zapkeras.__version__}: {self.experiment} → "
+            f"{self.output_dir}\n  {train.num_classes} classes "
+            f"({len(train.labels)} train / {len(test.labels)} test images); "
+            f"{self.strategy.num_replicas_in_sync} replica(s)"
+        )
+        context = RunContext(
+            seed=self.seed,
+            strategy=self.strategy,
+            output_dir=self.output_dir,
+            condition="",
+            writer=tensorboard.Writer(
+                os.path.join(self.output_dir, "tensorboard")
+            ),
+        )
+        keras.utils.set_random_seed(self.seed)
+
+        def build():
+            with self.strategy.scope():
+                return continual_protocol.build_model(
+                    self.model_fn, train.num_classes, train.images.shape[1:]
+                )
+
+        result = self.continual(build(), build, train, test, context)
+        context.writer.text("config/operative_gin", gin.operative_config_str())
+        context.writer.close()
+        self._save_config()
+        summary = self._summary({"": {"continual": result}})
+        files.write_json(os.path.join(self.output_dir, "results.json"), summary)
+        return summary
+
     def _summary(self, results):
         summary = {
             "experiment": self.experiment,
             "seed": self.seed,
             "zapkeras_version": zapkeras.__version__,
+            "replicas": self.strategy.num_replicas_in_sync,
         }
         if list(results) == [""]:
             summary.update(results[""])
@@ -225,7 +313,9 @@ class Runner:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as f:
             f.write(png)
-        writer = tensorboard.Writer(os.path.join(self.output_dir, "tensorboard"))
+        writer = tensorboard.Writer(
+            os.path.join(self.output_dir, "tensorboard")
+        )
         writer.image("plots/transfer_sequential", png)
         writer.text("config/operative_gin", gin.operative_config_str())
         writer.close()

@@ -1,0 +1,163 @@
+"""One dataset's train and test images, all its classes, for continual use.
+
+The continual problems need a single pool of classes with a held-out test
+set, not pretraining/transfer class sets. A tfds dataset prepared under
+`data_dir` with 'train' and 'test' splits keeps its official split (MNIST
+60 000 / 10 000, CIFAR); otherwise every class of the dataset (for
+'embedded' and 'omniglot' both of their class sets) is split per class
+with a seeded shuffle. Nothing is downloaded: sources.py's loaders fail
+with the paths searched.
+"""
+
+import os
+
+import gin
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from zapkeras.data import sources
+from zapkeras.errors import UsageError
+
+# Random streams, disjoint from those of continual.py (0-6).
+_SPLIT, _CLASSES = 7, 8
+
+
+@gin.configurable(denylist=["data_dir", "seed"])
+def continual_dataset(
+    name,
+    data_dir,
+    *,
+    seed=0,
+    image_size=28,
+    classes=None,
+    test_fraction=0.25,
+):
+    """(train, test) LabeledImages of dataset `name` (the DATASET macro).
+
+    Args:
+      name: 'embedded', 'omniglot', a tfds name or an image folder name.
+      data_dir: the --data_dir root.
+      seed: the run seed (class subset and per-class splits).
+      image_size: side in pixels every image is resized to.
+      classes: keep a seeded random subset of this many classes (None: all),
+        relabelled 0..classes-1 in sorted order.
+      test_fraction: per-class share held out for testing when the dataset
+        has no official test split (0.25 = Omniglot's 15/5).
+    """
+    if not 0 < test_fraction < 1:
+        raise UsageError(
+            f"continual_dataset.test_fraction = {test_fraction}; use a "
+            "fraction in (0, 1)."
+        )
+    split = _official_split(name, data_dir, image_size)
+    if split is None:
+        pool = _pool(name, data_dir, image_size)
+        split = _split(pool, test_fraction, seed)
+    train, test = split
+    if classes is None:
+        return train, test
+    if not 1 <= classes <= train.num_classes:
+        raise UsageError(
+            f"continual_dataset.classes = {classes} but '{name}' has "
+            f"{train.num_classes} classes; choose 1..{train.num_classes} or "
+            "None for all."
+        )
+    keep = np.sort(
+        np.random.default_rng([seed, _CLASSES]).choice(
+            train.num_classes, classes, replace=False
+        )
+    )
+    return train.subset_classes(keep), test.subset_classes(keep)
+
+
+def _pool(name, data_dir, image_size):
+    """Every class of `name` in one LabeledImages."""
+    if name in ("embedded", "omniglot"):
+        sets = sources.load_class_sets(name, data_dir, image_size=image_size)
+        parts = (sets.pretrain, sets.transfer)
+        offsets = (0, sets.pretrain.num_classes)
+        return sources.LabeledImages(
+            images=np.concatenate([p.images for p in parts]),
+            labels=np.concatenate(
+                [p.labels + o for p, o in zip(parts, offsets)]
+            ).astype(np.int32),
+            class_names=parts[0].class_names + parts[1].class_names,
+        )
+    if not data_dir:
+        raise UsageError(
+            f"Dataset '{name}' is read from files but no data directory was "
+            "given; pass --data_dir or set $ZAPKERAS_DATA_DIR."
+        )
+    return sources._folder_or_tfds(
+        name, os.path.expanduser(data_dir), image_size
+    )
+
+
+def _split(pool, test_fraction, seed):
+    """(train, test): per class a seeded shuffle, the last
+    max(1, round(test_fraction · count)) images test."""
+    test = np.zeros(len(pool.labels), bool)
+    for c in range(pool.num_classes):
+        members = np.flatnonzero(pool.labels == c)
+        if len(members) < 2:
+            raise UsageError(
+                f"Class '{pool.class_names[c]}' has {len(members)} image(s); "
+                "each class needs at least 2 (one to train, one to test)."
+            )
+        k = min(max(1, round(test_fraction * len(members))), len(members) - 1)
+        order = np.random.default_rng([seed, _SPLIT, c]).permutation(members)
+        test[order[len(members) - k :]] = True
+    return _take(pool, ~test), _take(pool, test)
+
+
+def _take(data, keep):
+    return sources.LabeledImages(
+        images=data.images[keep],
+        labels=data.labels[keep],
+        class_names=data.class_names,
+    )
+
+
+def _official_split(name, data_dir, image_size):
+    """(train, test) of a prepared tfds dataset with both splits, else None
+    (a class-per-folder directory of that name takes precedence)."""
+    if name in ("embedded", "omniglot") or not data_dir:
+        return None
+    data_dir = os.path.expanduser(data_dir)
+    folder = os.path.join(data_dir, name)
+    if tf.io.gfile.isdir(folder) and not tf.io.gfile.glob(
+        os.path.join(folder, "*", "dataset_info.json")
+    ):
+        return None
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except ValueError:  # not a tfds name
+        return None
+    if not builder.is_prepared() or not {"train", "test"} <= set(
+        builder.info.splits
+    ):
+        return None
+    image, label = builder.info.supervised_keys or ("image", "label")
+    features = builder.info.features
+    if image not in features or label not in features:
+        return None
+    names = tuple(features[label].names)
+    return tuple(
+        _tfds_split(name, data_dir, split, image, label, names, image_size)
+        for split in ("train", "test")
+    )
+
+
+def _tfds_split(name, data_dir, split, image, label, names, image_size):
+    dataset = tfds.load(name, split=split, data_dir=data_dir, download=False)
+    parts = tfds.as_numpy(
+        dataset.map(
+            lambda x: (sources._to_float(x[image], image_size), x[label]),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        ).batch(1024)
+    )
+    images, labels = (np.concatenate(p) for p in zip(*parts))
+    return sources.LabeledImages(
+        images=images, labels=labels.astype(np.int32), class_names=names
+    )

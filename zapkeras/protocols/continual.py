@@ -1,0 +1,417 @@
+"""The continual protocol: one `model.fit` per task of a problem.
+
+For each task t of a problem from zapkeras.data.continual / warm_start
+(permuted, class-incremental, warm-start, multi-stage):
+
+1. the classes the logits may use and the per-task learning rate are set
+   and, with `reset_optimizer`, the optimizer state is zeroed (lee2024
+   builds a new AdamW per phase); the diagnostics are measured on a probe
+   batch of task t's training data before it is trained on
+   (hernandez-garcia2025 App. C); callbacks' `on_task_begin(t)` run;
+2. one `model.fit` runs the task's epochs (counted within the task,
+   `initial_epoch` on resume) with the method callbacks, recording the
+   accuracy of every batch before its update (online accuracy);
+3. with `restore_best` the best validation epoch's weights come back, and
+   the model (and a Hare & Tortoise callback's tortoise) is tested on the
+   task's test set and, with `accuracy_matrix`, on every task's;
+4. callbacks' `on_task_end(t)` run (after the test, as the H&T code
+   resets at task end after its last test) and the state is checkpointed.
+
+After the last task, problems that ask for it (warm-start) train the same
+network from its initial weights on the final task's data with the same
+budget and no method callbacks: `fresh_test_accuracy` (lee2024 §3.4's upper
+bound; berariu2021's generalisation gap). The global step counts training
+steps; it equals `optimizer.iterations` unless `reset_optimizer` restarts
+that counter with the rest of the optimizer state (Adam's bias correction
+restarts as with a new optimizer).
+"""
+
+import inspect
+import json
+import time
+
+import gin
+import keras
+import numpy as np
+import tensorflow as tf
+
+from zapkeras.errors import UsageError
+from zapkeras.outputs import console
+from zapkeras.protocols import continual_results
+from zapkeras.protocols import diagnostics
+from zapkeras.protocols import task_training
+
+
+def build_model(model_fn, num_classes, input_shape):
+    """model_fn(num_classes=..., and those of input_shape=, image_size=,
+    channels= it accepts)."""
+    accepted = inspect.signature(model_fn).parameters
+    candidates = {
+        "input_shape": tuple(int(d) for d in input_shape),
+        "image_size": int(input_shape[0]),
+        "channels": int(input_shape[-1]),
+    }
+    kwargs = {k: v for k, v in candidates.items() if k in accepted}
+    return model_fn(num_classes=num_classes, **kwargs)
+
+
+class _Run:
+    """One continual run: the model, its optimizer, problem and records."""
+
+    def __init__(self, model, problem, context, settings):
+        self.model, self.problem, self.context = model, problem, context
+        self.s = settings
+        self.callbacks = list(settings["callbacks"])
+        for callback in self.callbacks:
+            if getattr(callback, "seed", 0) is None:
+                callback.seed = context.seed
+        with context.strategy.scope():
+            self.seen = task_training.SeenClasses(problem.num_classes)
+            self.schedule, self.optimizer = self.make_optimizer()
+            self.seen.compile(model, self.optimizer)
+            self.optimizer.build(model.trainable_variables)
+            self.initial = [
+                tf.Variable(v.value, trainable=False)
+                for v in model.trainable_variables
+            ]
+            self.best = task_training.BestWeights(model)
+            self.progress = tf.Variable("{}", dtype=tf.string)
+        self.probe = diagnostics.Probe(model, self.seen.cross_entropy)
+        for callback in self.callbacks:
+            callback.set_model(model)  # creates the state it checkpoints
+        self.checkpoint = tf.train.Checkpoint(
+            model=model,
+            optimizer=self.optimizer,
+            progress=self.progress,
+            initial=self.initial,
+            seen=self.seen.count,
+            schedule=[self.schedule.start, self.schedule.steps],
+            best=self.best.checkpoint_items(),
+            **task_training.checkpoint_items(self.callbacks),
+        )
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, context.checkpoint_dir("continual"), max_to_keep=2
+        )
+        self.state = {"task": 0, "epoch": 0, "global_step": 0, "tasks": []}
+        if self.manager.latest_checkpoint:
+            self.checkpoint.restore(self.manager.latest_checkpoint)
+            self.state = json.loads(self.progress.numpy().decode())
+        self.recorder = task_training.BatchRecorder(
+            context.writer, settings["online_window"], self.state["global_step"]
+        )
+        self._tortoise = None
+
+    def make_optimizer(self):
+        schedule = task_training.TaskLearningRate(
+            self.s["learning_rate"],
+            self.s["lr_schedule"],
+            self.s["warmup_fraction"],
+        )
+        return schedule, self.s["optimizer"](learning_rate=schedule)
+
+    def save(self):
+        self.state["global_step"] = self.recorder.global_step
+        self.progress.assign(json.dumps(self.state))
+        self.manager.save()
+
+    def evaluate(self, model, data):
+        x, y = data
+        batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(
+            self.s["eval_batch_size"]
+        )
+        results = model.evaluate(batches, verbose=0, return_dict=True)
+        return float(results["accuracy"])
+
+    def tortoise(self):
+        """The first Hare & Tortoise callback's tortoise, compiled, or None."""
+        for callback in self.callbacks:
+            if hasattr(callback, "tortoise_model"):
+                tortoise = callback.tortoise_model()
+                if tortoise is not self._tortoise:
+                    with self.context.strategy.scope():
+                        self.seen.compile(tortoise)
+                    self._tortoise = tortoise
+                return tortoise
+        return None
+
+    def begin_task(self, task):
+        """Step 1 of the module docstring (not repeated on resume)."""
+        problem, batch = self.problem, self.s["batch_size"]
+        self.seen.count.assign(problem.seen[task])
+        if self.s["reset_optimizer"] and task > 0:
+            for variable in self.optimizer.variables:
+                variable.assign(tf.zeros_like(variable))
+        steps = (
+            problem.steps_per_epoch(task, batch) * problem.phases[task].epochs
+        )
+        self.schedule.begin_task(self.optimizer.iterations.numpy(), steps)
+        self.best.begin_task()
+        x, y = problem.probe(task, self.s["probe_size"])
+        record = self.probe.measure(x, y, self.s["dormant_threshold"])
+        record.update(
+            diagnostics.weight_statistics(
+                self.model.trainable_variables, self.initial
+            )
+        )
+        scale = diagnostics.layer_norm_scale(self.model)
+        if scale is not None:
+            record["layer_norm_scale"] = scale
+        self.context.writer.scalars(
+            "continual/diagnostics", record, self.recorder.global_step
+        )
+        self.state["current"] = {"diagnostics": record, "online": []}
+        task_training.task_hooks(
+            self.callbacks, "on_task_begin", self.model, task
+        )
+
+    def fit(self, task, model, callbacks, start_epoch=0):
+        problem, batch = self.problem, self.s["batch_size"]
+        epochs = problem.phases[task].epochs
+        if start_epoch >= epochs:
+            return
+        batches = problem.batches(task, batch, start_epoch)
+        augment = self.s["augment"]
+        if augment is not None:
+            # Sequential map: the augmentation's seed generators advance
+            # once per call, in order.
+            batches = batches.map(lambda x, y: (augment(x, training=True), y))
+        validation = None
+        if self.s["restore_best"]:
+            validation = problem.validation(task)
+        model.fit(
+            batches,
+            epochs=epochs,
+            initial_epoch=start_epoch,
+            steps_per_epoch=problem.steps_per_epoch(task, batch),
+            validation_data=validation,
+            validation_batch_size=self.s["eval_batch_size"],
+            callbacks=callbacks,
+            shuffle=False,
+            verbose=0,
+        )
+
+    def test_task(self, task, online):
+        """Step 3 of the module docstring; returns the task's record."""
+        problem, window = self.problem, self.s["online_window"]
+        if self.s["restore_best"]:
+            self.best.restore()
+        test = problem.task_test(task)
+        record = {
+            "online_accuracy": float(np.mean(online)) if online else None,
+            "online_windows": [
+                float(np.mean(online[i : i + window]))
+                for i in range(0, len(online), window)
+            ],
+            "test_accuracy": self.evaluate(self.model, test),
+        }
+        tortoise = self.tortoise()
+        if tortoise is not None:
+            record["tortoise_test_accuracy"] = self.evaluate(tortoise, test)
+        if self.s["accuracy_matrix"] and problem.has_task_tests:
+            record["row"] = [
+                (
+                    self.evaluate(self.model, problem.matrix_test(j))
+                    if j <= task or problem.evaluates_future
+                    else None
+                )
+                for j in range(problem.num_tasks)
+            ]
+        record["diagnostics"] = self.state["current"]["diagnostics"]
+        record["counters"] = diagnostics.reinit_counters(self.callbacks)
+        return record
+
+    def log_task(self, task, record):
+        step = self.recorder.global_step
+        values = {
+            k: record[k]
+            for k in (
+                "online_accuracy",
+                "test_accuracy",
+                "tortoise_test_accuracy",
+            )
+            if record.get(k) is not None
+        }
+        self.context.writer.scalars(f"task_{task:03d}", values, step)
+        self.context.writer.scalars(
+            "continual", {**values, "task": task + 1}, step
+        )
+        if record["counters"]:
+            self.context.writer.scalars(
+                "continual/reinitialized", record["counters"], step
+            )
+        line = "  ".join(f"{k} {v:.4f}" for k, v in values.items())
+        console.say(
+            f"continual[{self.problem.name}] task {task + 1}/"
+            f"{self.problem.num_tasks}  {line}"
+        )
+
+    def fresh_accuracy(self, build_model):
+        """The final task learned from the initial weights, same budget and
+        batches, no method callbacks."""
+        task = self.problem.num_tasks - 1
+        with self.context.strategy.scope():
+            fresh = build_model()
+            schedule, optimizer = self.make_optimizer()
+            self.seen.compile(fresh, optimizer)
+        for variable, initial in zip(fresh.trainable_variables, self.initial):
+            variable.assign(initial)
+        epochs = self.problem.phases[task].epochs
+        steps = self.problem.steps_per_epoch(task, self.s["batch_size"])
+        schedule.begin_task(0, steps * epochs)
+        self.fit(task, fresh, [])
+        return self.evaluate(fresh, self.problem.task_test(task))
+
+
+class _EpochSaver(keras.callbacks.Callback):
+    """Checkpoints every `every` epochs within a task, with the online
+    accuracies of the task's batches so far (`prior` from before a
+    resume)."""
+
+    def __init__(self, run, prior, every):
+        super().__init__()
+        self.run, self.prior, self.every = run, prior, every
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        run = self.run
+        run.state["current"]["online"] = self.prior + run.recorder.accuracy
+        run.state["epoch"] = epoch + 1
+        run.save()
+
+
+@gin.configurable(denylist=["model", "build_model", "train", "test", "context"])
+def continual_learning(
+    model,
+    build_model,
+    train,
+    test,
+    context,
+    *,
+    problem=gin.REQUIRED,
+    batch_size=30,
+    learning_rate=0.05,
+    optimizer=keras.optimizers.SGD,
+    lr_schedule="constant",
+    warmup_fraction=0.1,
+    reset_optimizer=False,
+    callbacks=(),
+    augment=None,
+    restore_best=False,
+    accuracy_matrix=False,
+    fresh_baseline=None,
+    probe_size=1500,
+    dormant_threshold=0.025,
+    online_window=10,
+    eval_batch_size=1000,
+    checkpoint_every_epochs=1,
+):
+    """Runs a continual problem (module docstring); returns the results.
+
+    Args:
+      model: the network, built under `context.strategy.scope()` (None in
+        a dry run).
+      build_model: a no-argument factory of the same network (fresh
+        baseline).
+      train, test: LabeledImages from `continual_dataset`.
+      context: the RunContext (seed, strategy, writer, directories).
+      problem: a problem factory called as problem(train, test, seed),
+        e.g. @permuted_tasks.
+      batch_size: global batch (permuted MNIST reference: 30).
+      learning_rate, optimizer, lr_schedule, warmup_fraction: the optimizer
+        class is called as optimizer(learning_rate=TaskLearningRate(...)),
+        so bind its other settings (momentum, weight_decay,
+        global_clipnorm) in gin; lr_schedule 'constant', 'warmup' or
+        'one_cycle', restarted every task.
+      reset_optimizer: zero the optimizer state, step count included, at
+        each task after the first (lee2024 builds a new AdamW per phase).
+      callbacks: method callbacks (gin list), e.g. [@ReDo()].
+      augment: a training-batch augmentation (e.g. @augmentation()).
+      restore_best: restore the best-validation epoch's weights at each
+        task's end (the problem must hold out validation data).
+      accuracy_matrix: test on every task after each task (T² tests).
+      fresh_baseline: train a fresh network on the final task (None: the
+        problem's default; warm-start problems do).
+      probe_size, dormant_threshold: diagnostics probe batch (reference
+        1500) and ReDo's τ.
+      online_window: batches per online-accuracy window (reference 10).
+      eval_batch_size: batch size of tests.
+      checkpoint_every_epochs: checkpoint cadence within a task (every
+        task's end is checkpointed too).
+    """
+    for name, value in (
+        ("batch_size", batch_size),
+        ("probe_size", probe_size),
+        ("online_window", online_window),
+        ("eval_batch_size", eval_batch_size),
+        ("checkpoint_every_epochs", checkpoint_every_epochs),
+    ):
+        if value < 1:
+            raise UsageError(
+                f"continual_learning.{name} = {value!r}; use at least 1."
+            )
+    problem = problem(train, test, context.seed)
+    if restore_best and problem.validation(0) is None:
+        raise UsageError(
+            "continual_learning.restore_best = True needs held-out "
+            f"validation data, which the {problem.name} problem does not "
+            "have; set class_incremental_tasks.validation_fraction > 0 or "
+            "restore_best = False."
+        )
+    task_training.TaskLearningRate(learning_rate, lr_schedule, warmup_fraction)
+    if context.dry_run:
+        return None
+    settings = {
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "optimizer": optimizer,
+        "lr_schedule": lr_schedule,
+        "warmup_fraction": warmup_fraction,
+        "reset_optimizer": reset_optimizer,
+        "callbacks": callbacks,
+        "augment": augment,
+        "restore_best": restore_best,
+        "accuracy_matrix": accuracy_matrix,
+        "probe_size": probe_size,
+        "dormant_threshold": dormant_threshold,
+        "online_window": online_window,
+        "eval_batch_size": eval_batch_size,
+    }
+    run = _Run(model, problem, context, settings)
+    state = run.state
+    if accuracy_matrix and problem.evaluates_future:
+        state.setdefault(
+            "init_accuracy",
+            [
+                run.evaluate(model, problem.matrix_test(j))
+                for j in range(problem.num_tasks)
+            ],
+        )
+    for task in range(state["task"], problem.num_tasks):
+        started = time.perf_counter()
+        if state["epoch"] == 0:
+            run.begin_task(task)
+        prior = state["current"]["online"]
+        run.recorder.begin(f"task_{task:03d}")
+        fit_callbacks = [*run.callbacks, run.recorder]
+        if restore_best:
+            fit_callbacks.append(run.best)
+        fit_callbacks.append(_EpochSaver(run, prior, checkpoint_every_epochs))
+        run.fit(task, model, fit_callbacks, state["epoch"])
+        record = run.test_task(task, prior + run.recorder.accuracy)
+        task_training.task_hooks(run.callbacks, "on_task_end", model, task)
+        run.log_task(task, record)
+        state["tasks"].append(record)
+        state.update(task=task + 1, epoch=0, current=None)
+        state["wall_seconds"] = (
+            state.get("wall_seconds", 0.0) + time.perf_counter() - started
+        )
+        run.save()
+    if fresh_baseline is None:
+        fresh_baseline = problem.fresh_baseline
+    if fresh_baseline and "fresh_test_accuracy" not in state:
+        state["fresh_test_accuracy"] = run.fresh_accuracy(build_model)
+        run.save()
+    return continual_results.summarize(
+        state, problem, context, run.recorder.global_step, online_window
+    )
