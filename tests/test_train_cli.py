@@ -125,33 +125,6 @@ def test_real_omniglot_original_layout(tmp_path):
     assert 0.0 <= results["transfer"]["sequential"]["test_accuracy"] <= 1.0
 
 
-@pytest.mark.parametrize(
-    "args, expected",
-    [
-        (["--gin_file=gin/quickstart.gin", "--no_such_flag=1"], "no_such_flag"),
-        (["--gin_file=gin/nope.gin"], "nope.gin"),
-        (
-            ["--gin_file=gin/quickstart.gin", "--gin_param=iid_pretraining.epochz = 3"],
-            "epochz",
-        ),
-        (
-            ["--gin_file=gin/quickstart.gin", "--gin_param=NoSuchThing.x = 1"],
-            "NoSuchThing",
-        ),
-        (["--gin_file=gin/quickstart.gin", "--strategy=cluster"], "--strategy"),
-        ([], "--gin_file"),
-    ],
-    ids=["flag", "gin-file", "param", "configurable", "strategy", "no-gin"],
-)
-def test_mistakes_exit_2_without_traceback(args, expected, tmp_path):
-    out = tmp_path / "run"
-    proc = run_module("zapkeras.train", *args, f"--output_dir={out}")
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    assert expected in proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert not (out / "results.json").exists()
-
-
 def test_missing_dataset_names_the_paths(tmp_path):
     out = tmp_path / "run"
     proc = run_module(

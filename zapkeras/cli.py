@@ -30,7 +30,9 @@ flags.DEFINE_string(
     None,
     "Dataset root; default $ZAPKERAS_DATA_DIR, else ~/tensorflow_datasets.",
 )
-flags.DEFINE_integer("seed", 0, "Fixes data order, init, resets, sampling.")
+flags.DEFINE_integer(
+    "seed", 0, "Fixes data order, init, resets, sampling.", lower_bound=0
+)
 flags.DEFINE_string(
     "strategy", "auto", "tf.distribute strategy: auto|one|mirrored|multi_worker."
 )

@@ -6,8 +6,12 @@ weights, optimizer slots and the epoch counter are saved together; data order
 and resets are functions of (seed, epoch), so nothing else is needed.
 """
 
+import math
+
 import keras
 import tensorflow as tf
+
+from zapkeras.errors import UsageError
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -33,3 +37,37 @@ class EpochCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self._epoch.assign(epoch + 1)
         self._manager.save(checkpoint_number=epoch + 1)
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Stops a run whose loss turned NaN or infinite, naming the step.
+
+    Raised as a UsageError (exit status 2) before the epoch's checkpoint is
+    written, so the last checkpoint on disk is the last good one; put it
+    before `EpochCheckpoint` in the callback list.
+    """
+
+    def __init__(self, phase):
+        super().__init__()
+        self._phase = phase
+
+    def _check(self, logs, where):
+        bad = {
+            k: v
+            for k, v in (logs or {}).items()
+            if "loss" in k and not math.isfinite(float(v))
+        }
+        if bad:
+            raise UsageError(
+                f"{self._phase}: {', '.join(bad)} became non-finite at {where}"
+                "; the learning rate is probably too high for this setting. "
+                "Lower it (e.g. by 10×) and rerun the same command: it "
+                "resumes from the last good checkpoint."
+            )
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        self._check(logs, f"step {step}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check(logs, f"the end of epoch {epoch + 1}")

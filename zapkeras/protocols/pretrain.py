@@ -51,6 +51,8 @@ def iid_pretraining(
     _check_positive("iid_pretraining.epochs", epochs)
     _check_positive("iid_pretraining.batch_size", batch_size)
     _check_positive("iid_pretraining.learning_rate", learning_rate)
+    if context.dry_run:
+        return None
     with context.strategy.scope():
         model.compile(
             optimizer=optimizer(learning_rate=learning_rate),
@@ -75,6 +77,7 @@ def iid_pretraining(
     callbacks += [
         tensorboard.ScalarLogger(context.writer, "pretrain", log_every_n_steps),
         console.EpochProgress(f"pretrain[{context.label}]", epochs),
+        checkpoints.StopOnNonFinite(f"pretrain[{context.label}]"),
         checkpoint,
     ]
     started = time.perf_counter()
@@ -175,8 +178,22 @@ def asb_pretraining(
         ("asb_pretraining.episodes (PRETRAIN_EPISODES)", episodes),
         ("asb_pretraining.episodes_per_epoch", episodes_per_epoch),
         ("asb_pretraining.learning_rate", learning_rate),
+        ("asb_pretraining.inner_steps (K)", inner_steps),
     ):
         _check_positive(name, value)
+    if inner_learning_rate < 0:
+        raise UsageError(
+            f"asb_pretraining.inner_learning_rate = {inner_learning_rate!r}; "
+            "use a non-negative rate, e.g. 0.1 (Omniglot reference)."
+        )
+    if not 0 <= remember <= len(train.labels):
+        raise UsageError(
+            f"asb_pretraining.remember (R) = {remember!r} but there are "
+            f"{len(train.labels)} training images to remember from; choose "
+            f"0..{len(train.labels)} (reference: 64)."
+        )
+    if context.dry_run:
+        return None
     epochs = -(-episodes // episodes_per_epoch)
     with context.strategy.scope():
         wrapper_cls = asb.MetaASB if meta else asb.ASB
@@ -223,6 +240,7 @@ def asb_pretraining(
             callbacks=[
                 tensorboard.ScalarLogger(context.writer, "pretrain", 50),
                 console.EpochProgress(f"pretrain[{context.label}]", epochs),
+                checkpoints.StopOnNonFinite(f"pretrain[{context.label}]"),
                 checkpoint,
             ],
             shuffle=False,

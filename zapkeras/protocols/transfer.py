@@ -102,7 +102,8 @@ class _Transfer:
                 result["class_order"] = [int(c) for c in order]
                 for split in ("train", "test"):
                     result[f"per_class_{split}_accuracy"] = [
-                        float(a) for a in final.pop(f"per_class_{split}_accuracy")
+                        float(a)
+                        for a in final.pop(f"per_class_{split}_accuracy")
                     ]
                 for point in result["curve"]:
                     for split in ("train", "test"):
@@ -194,6 +195,8 @@ def sequential_transfer(
             "sequential_transfer.epochs": epochs,
         },
     )
+    if context.dry_run:
+        return None
     t = _Transfer(
         "sequential",
         model,
@@ -224,7 +227,9 @@ def sequential_transfer(
                 if task_loss_every and mark % task_loss_every == 0:
                     losses.append(
                         t.learner.per_class(
-                            t.support.images[keep], t.support.labels[keep], order
+                            t.support.images[keep],
+                            t.support.labels[keep],
+                            order,
                         )[1]
                     )
                 if mark in at_eval:
@@ -289,6 +294,8 @@ def iid_transfer(
             "iid_transfer.eval_every_steps": eval_every_steps,
         },
     )
+    if context.dry_run:
+        return None
     t = _Transfer(
         "iid",
         model,

@@ -29,14 +29,18 @@ def _copy(model):
 
 
 def _layer_vector(layer):
-    return ops.concatenate([ops.reshape(w, [-1]) for w in layer.trainable_weights])
+    return ops.concatenate(
+        [ops.reshape(w, [-1]) for w in layer.trainable_weights]
+    )
 
 
 def _cosine(a, b):
     return ops.sum(a * b) / (ops.norm(a) * ops.norm(b))
 
 
-def divergence(model, batches, steps, learning_rate, optimizer, *, perturb, seed):
+def divergence(
+    model, batches, steps, learning_rate, optimizer, *, perturb, seed
+):
     """Cosine similarity [layers, steps] of control vs zapped copies.
 
     `batches` yields (x, y); `perturb=False` skips the zap (a sanity check:
@@ -95,11 +99,19 @@ def zap_divergence(
             f".learning_rates positive; got {steps}, {batch_size}, "
             f"{learning_rates!r}."
         )
+    if context.dry_run:
+        return None
     arrays, final = {}, {}
     for lr in learning_rates:
         batches = data_lib.iid_batches(train, batch_size, context.seed)
         names, sims = divergence(
-            model, batches, steps, lr, optimizer, perturb=True, seed=context.seed
+            model,
+            batches,
+            steps,
+            lr,
+            optimizer,
+            perturb=True,
+            seed=context.seed,
         )
         key = f"lr_{lr:g}"
         arrays[key] = sims
@@ -115,6 +127,8 @@ def zap_divergence(
             f.write(png)
         context.writer.image(f"zap_divergence/{key}", png)
     np.savez(
-        context.curves_path("zap_divergence.npz"), layers=np.array(names), **arrays
+        context.curves_path("zap_divergence.npz"),
+        layers=np.array(names),
+        **arrays,
     )
     return {"layers": names, "final_similarity": final, "steps": steps}
