@@ -1,0 +1,1 @@
+"""One command per study: run a grid of zapkeras runs, then aggregate."""
