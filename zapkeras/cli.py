@@ -8,6 +8,7 @@ status 2, never a traceback.
 import datetime
 import os
 import sys
+import tokenize
 
 import gin
 from absl import flags
@@ -34,7 +35,9 @@ flags.DEFINE_integer(
     "seed", 0, "Fixes data order, init, resets, sampling.", lower_bound=0
 )
 flags.DEFINE_string(
-    "strategy", "auto", "tf.distribute strategy: auto|one|mirrored|multi_worker."
+    "strategy",
+    "auto",
+    "tf.distribute strategy: auto|one|mirrored|multi_worker.",
 )
 
 FLAGS = flags.FLAGS
@@ -96,10 +99,19 @@ def parse_gin(gin_files, bindings):
         gin.parse_config_files_and_bindings(
             gin_files, bindings, skip_unknown=False
         )
-    except (ValueError, KeyError, SyntaxError, OSError, TypeError) as e:
+    except (
+        ValueError,
+        KeyError,
+        SyntaxError,
+        OSError,
+        TypeError,
+        tokenize.TokenError,  # an unclosed bracket in a binding
+    ) as e:
+        given = "".join(f"\n  --gin_param={b!r}" for b in bindings)
         raise UsageError(
             f"gin config: {e}\nCheck the configurable and parameter names "
-            "against the gin/ configs and the function signatures."
+            "against the gin/ configs and the function signatures, and the "
+            f"syntax of the bindings given:{given or ' (none)'}"
         ) from None
 
 
