@@ -1,4 +1,4 @@
-"""Shared set-up of the SWR / CBP / ReDo / hooks tests: tiny models, fixed
+"""Shared set-up of the method tests: tiny models, fixed
 data, training with callbacks, replica checks."""
 
 import keras

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from zapkeras import distribute
+from tests.methods import step_methods
 from zapkeras.errors import UsageError
 from zapkeras.methods import resets
 from zapkeras.methods.asb import ASB
@@ -15,7 +15,6 @@ from zapkeras.methods.asb import MetaASB
 from zapkeras.methods.asb import episode_batches
 from zapkeras.models import InstanceNorm
 
-MIRRORED = ("/cpu:0", "/cpu:1")
 K, R, CLASSES, CLS = 3, 4, 4, 2
 
 
@@ -126,9 +125,7 @@ def test_asb_is_k_sgd_steps_then_one_outer_step(build):
     grads = tape.gradient(loss, theta)
     for variable, value in zip(reference.trainable_variables, theta):
         variable.assign(value)
-    _adam().apply_gradients(
-        zip(grads, reference.trainable_variables)
-    )
+    _adam().apply_gradients(zip(grads, reference.trainable_variables))
     for got, want in zip(_weights(model), _weights(reference)):
         np.testing.assert_allclose(got, want, atol=1e-5)
     assert not np.allclose(_weights(model)[0], _weights(build())[0])
@@ -227,7 +224,9 @@ def test_meta_gradient_matches_finite_differences(build, float64):
         meta = MetaASB(model, lr, zap=False, first_order=first_order)
         meta.compile(keras.optimizers.SGD(1.0))
         _fit(meta, episode)
-        return [t - v.numpy() for t, v in zip(theta0, model.trainable_variables)]
+        return [
+            t - v.numpy() for t, v in zip(theta0, model.trainable_variables)
+        ]
 
     grads = outer_gradient(first_order=False)
     rng = np.random.default_rng(0)
@@ -252,19 +251,13 @@ def test_meta_gradient_matches_finite_differences(build, float64):
     assert gap > 1e-3
 
 
-def _replicas_agree(strategy, variables):
-    for variable in variables:
-        first, second = strategy.experimental_local_results(variable.value)
-        np.testing.assert_array_equal(first.numpy(), second.numpy())
-
-
 @pytest.mark.parametrize("method", [ASB, MetaASB])
 def test_mirrored_run_matches_one_device(method):
     episodes = _episodes(_convnet(), count=3)
     results = []
     for strategy in (
         tf.distribute.get_strategy(),
-        distribute.mirrored(MIRRORED),
+        step_methods.mirrored(),
     ):
         with strategy.scope():
             model = _convnet()
@@ -272,7 +265,9 @@ def test_mirrored_run_matches_one_device(method):
             wrapper.compile(_adam())
         logs = _fit(wrapper, episodes, strategy.num_replicas_in_sync)
         results.append((_weights(model), logs))
-    _replicas_agree(strategy, wrapper.variables + wrapper.optimizer.variables)
+    step_methods.replicas_agree(
+        strategy, wrapper.variables + wrapper.optimizer.variables
+    )
     (one, one_logs), (two, two_logs) = results
     for got, want in zip(two, one):
         np.testing.assert_allclose(got, want, atol=1e-5)

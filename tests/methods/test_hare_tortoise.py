@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from zapkeras import distribute
+from tests.methods import step_methods
 from zapkeras import models
 from zapkeras.errors import UsageError
 from zapkeras.methods.hare_tortoise import HareTortoise
 from zapkeras.methods.hare_tortoise import SelfDistillation
 
-MIRRORED = ("/cpu:0", "/cpu:1")
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
@@ -183,12 +182,6 @@ def test_settings_are_validated():
         _fit(model, [HareTortoise()], epochs=1)
 
 
-def _replicas_agree(strategy, variables):
-    for variable in variables:
-        first, second = strategy.experimental_local_results(variable.value)
-        np.testing.assert_array_equal(first.numpy(), second.numpy())
-
-
 def test_mirrored_hare_tortoise_matches_one_device():
     def run(strategy):
         keras.utils.set_random_seed(0)
@@ -200,10 +193,12 @@ def test_mirrored_hare_tortoise_matches_one_device():
         return model, method
 
     one, one_method = run(tf.distribute.get_strategy())
-    strategy = distribute.mirrored(MIRRORED)
+    strategy = step_methods.mirrored()
     two, two_method = run(strategy)
     assert two_method.history == [0, 2]
-    _replicas_agree(strategy, two.weights + two_method.tortoise_weights)
+    step_methods.replicas_agree(
+        strategy, two.weights + two_method.tortoise_weights
+    )
     pairs = list(zip(one.weights, two.weights)) + list(
         zip(one_method.tortoise_weights, two_method.tortoise_weights)
     )
@@ -291,11 +286,11 @@ def test_mirrored_self_distillation_matches_one_device():
         return wrapper, history.history
 
     one, one_logs = run(tf.distribute.get_strategy())
-    strategy = distribute.mirrored(MIRRORED)
+    strategy = step_methods.mirrored()
     two, two_logs = run(strategy)
     assert one_logs["distillation_loss"][-1] > 0
     for key in ("loss", "distillation_loss"):
         np.testing.assert_allclose(one_logs[key], two_logs[key], rtol=1e-5)
-    _replicas_agree(strategy, two.weights)
+    step_methods.replicas_agree(strategy, two.weights)
     for a, b in zip(one.weights, two.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)

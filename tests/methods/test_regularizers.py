@@ -7,13 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from zapkeras import distribute
+from tests.methods import step_methods
 from zapkeras import models
 from zapkeras.errors import UsageError
 from zapkeras.methods.regularizers import RegenerativeL2
 from zapkeras.methods.regularizers import SpectralDecoupling
-
-MIRRORED = ("/cpu:0", "/cpu:1")
 
 
 def _data(n=32, features=6, classes=4, seed=0):
@@ -141,7 +139,7 @@ def test_one_vs_two_replicas_spectral_loss_and_regenerative_l2():
         return model, history.history["loss"]
 
     one, one_loss = run(tf.distribute.get_strategy())
-    two, two_loss = run(distribute.mirrored(MIRRORED))
+    two, two_loss = run(step_methods.mirrored())
     np.testing.assert_allclose(one_loss, two_loss, rtol=1e-5)
     for a, b in zip(one.weights, two.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)

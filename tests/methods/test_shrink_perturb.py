@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from zapkeras import distribute
+from tests.methods import step_methods
 from zapkeras import models
 from zapkeras.errors import UsageError
 from zapkeras.methods import cadence
@@ -16,7 +16,6 @@ from zapkeras.methods import resets
 from zapkeras.methods.shrink_perturb import HeadReset
 from zapkeras.methods.shrink_perturb import ShrinkAndPerturb
 
-MIRRORED = ("/cpu:0", "/cpu:1")
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
@@ -308,12 +307,6 @@ def test_noise_target_knows_the_zapkeras_norms():
     assert not gamma.numpy().any()  # ReparamLayerNorm's γ starts at 0
 
 
-def _replicas_agree(strategy, variables):
-    for variable in variables:
-        first, second = strategy.experimental_local_results(variable.value)
-        np.testing.assert_array_equal(first.numpy(), second.numpy())
-
-
 def test_mirrored_matches_one_device_and_keeps_replicas_identical():
     def run(strategy):
         keras.utils.set_random_seed(0)
@@ -333,8 +326,8 @@ def test_mirrored_matches_one_device_and_keeps_replicas_identical():
         return model
 
     one = run(tf.distribute.get_strategy())
-    strategy = distribute.mirrored(MIRRORED)
+    strategy = step_methods.mirrored()
     two = run(strategy)
-    _replicas_agree(strategy, two.weights)
+    step_methods.replicas_agree(strategy, two.weights)
     for a, b in zip(one.weights, two.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)

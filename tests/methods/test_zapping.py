@@ -7,14 +7,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from zapkeras import distribute
+from tests.methods import step_methods
 from zapkeras import models
 from zapkeras.errors import UsageError
 from zapkeras.methods import resets
 from zapkeras.methods.zapping import Zapping
 from zapkeras.methods.zapping import zap
 
-MIRRORED = ("/cpu:0", "/cpu:1")
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
@@ -191,14 +190,8 @@ def test_layer_without_kernel_raises_usage_error():
         zap(keras.layers.Dense(3), [0])  # not built
 
 
-def _replicas_agree(strategy, variables):
-    for variable in variables:
-        first, second = strategy.experimental_local_results(variable.value)
-        np.testing.assert_array_equal(first.numpy(), second.numpy())
-
-
 def test_mirrored_zap_keeps_replicas_identical():
-    strategy = distribute.mirrored(MIRRORED)
+    strategy = step_methods.mirrored()
     model = _trained_mlp(strategy=strategy)
     head = model.get_layer("classifier")
     assert isinstance(head.kernel.value, tf.distribute.DistributedValues)
@@ -210,7 +203,7 @@ def test_mirrored_zap_keeps_replicas_identical():
     checked = [head.kernel, head.bias] + slots
     before = _snapshot(model)
     zap(head, [1, 2], optimizer=model.optimizer, seed=3)
-    _replicas_agree(strategy, checked)
+    step_methods.replicas_agree(strategy, checked)
     with strategy.scope():
         generator = keras.random.SeedGenerator(4)
 
@@ -219,7 +212,7 @@ def test_mirrored_zap_keeps_replicas_identical():
         return zap(head, [5], optimizer=model.optimizer, seed=generator)
 
     cross_replica()
-    _replicas_agree(strategy, checked)
+    step_methods.replicas_agree(strategy, checked)
 
     def in_replica():
         # Each replica asks for other units: zap runs once, via merge_call,
@@ -231,7 +224,7 @@ def test_mirrored_zap_keeps_replicas_identical():
     results = tf.function(lambda: strategy.run(in_replica))()
     local = strategy.experimental_local_results(results)
     assert {tuple(r.numpy()) for r in local} == {(7,)}
-    _replicas_agree(strategy, checked)
+    step_methods.replicas_agree(strategy, checked)
     after = _snapshot(model)
     kernels = [s["classifier/kernel"] for s in (before, after)]
     zapped = np.flatnonzero(np.any(kernels[0] != kernels[1], axis=0))
@@ -361,12 +354,12 @@ def test_real_training_reproducible_and_optimizer_reset():
 
 
 def test_callback_under_mirrored_strategy_keeps_replicas_identical():
-    strategy = distribute.mirrored(MIRRORED)
+    strategy = step_methods.mirrored()
     zapping = Zapping(fraction=0.5, seed=2, reset_optimizer=True)
     model, _ = _fit(zapping, 1e-2, strategy=strategy)
     assert zapping.history == [(1, 5), (2, 5)]
     head = model.get_layer("classifier")
-    _replicas_agree(
+    step_methods.replicas_agree(
         strategy,
         model.weights + resets.optimizer_slots(model.optimizer, head.kernel),
     )
