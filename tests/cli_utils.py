@@ -1,6 +1,7 @@
 """Running `python -m zapkeras.<module>` the way a user does."""
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -39,3 +40,29 @@ def read_scalar_tags(logdir):
             acc.Reload()
             tags.update(acc.Tags()["tensors"])
     return tags
+
+
+def run_module_until(module, *args, trigger, env=None):
+    """Runs the module and SIGKILLs it as soon as a stdout line contains
+    `trigger` (as a preemption would); returns the exit status (-9 when
+    killed)."""
+    env = dict(
+        os.environ,
+        TF_CPP_MIN_LOG_LEVEL="3",
+        PYTHONUNBUFFERED="1",
+        **(env or {})
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    for line in proc.stdout:
+        if trigger in line:
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.stdout.close()
+    return proc.wait(timeout=600)

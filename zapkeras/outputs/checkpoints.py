@@ -2,8 +2,8 @@
 
 tf.train.CheckpointManager writes the checkpoint files before it updates its
 index, so a crash during a save leaves the previous checkpoint usable. Model
-weights, optimizer slots and the epoch counter are saved together; data order
-and resets are functions of (seed, epoch), so nothing else is needed.
+weights and random-generator states, optimizer slots and the epoch counter
+are saved together; data order is a function of (seed, epoch).
 """
 
 import math
@@ -20,8 +20,14 @@ class EpochCheckpoint(keras.callbacks.Callback):
     def __init__(self, directory, model, max_to_keep=2):
         super().__init__()
         self._epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        # model.variables as well: Keras' object tracking leaves out the
+        # states of SeedGenerators (zap draws, dropout), and a resumed run
+        # must draw what the uninterrupted one would have.
         self._checkpoint = tf.train.Checkpoint(
-            model=model, optimizer=model.optimizer, epoch=self._epoch
+            model=model,
+            variables=list(model.variables),
+            optimizer=model.optimizer,
+            epoch=self._epoch,
         )
         self._manager = tf.train.CheckpointManager(
             self._checkpoint, directory, max_to_keep=max_to_keep
