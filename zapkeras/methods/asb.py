@@ -364,7 +364,12 @@ class MetaASB(ASB):
     _meta = True
 
     def __init__(
-        self, model, inner_learning_rate, zap=True, *, first_order=False,
+        self,
+        model,
+        inner_learning_rate,
+        zap=True,
+        *,
+        first_order=False,
         **kwargs,
     ):
         super().__init__(model, inner_learning_rate, zap, **kwargs)

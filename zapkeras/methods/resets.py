@@ -42,9 +42,7 @@ def resolve_units(units, num_units, setting="units"):
             return tf.identity(units)
     array = np.asarray(known).reshape(-1)
     if array.size and array.dtype.kind not in "iu":
-        raise UsageError(
-            f"{setting} = {known!r}; give integer unit indices."
-        )
+        raise UsageError(f"{setting} = {known!r}; give integer unit indices.")
     array = np.unique(array.astype(np.int64))
     if array.size and (array[0] < 0 or array[-1] >= num_units):
         raise UsageError(
