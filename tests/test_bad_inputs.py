@@ -54,6 +54,7 @@ CASES = [
     ),
     ("gin-syntax", [QUICK, _param("WIDTH = (")], {}, "WIDTH"),
     ("strategy", [QUICK, "--strategy=cluster"], {}, "--strategy"),
+    ("multi-worker", [QUICK, "--strategy=multi_worker"], {}, "keras#20585"),
     ("negative-seed", [QUICK, "--seed=-1"], {}, "seed"),
     (
         "cpu-devices",

@@ -13,15 +13,15 @@ FLAGS = cli.FLAGS
 
 
 def run(argv=None):
-    """Parses gin, seeds everything, builds the strategy and runs."""
+    """Builds the strategy, parses gin, seeds everything and runs."""
     del argv
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # progress lines say enough
     distribute.split_cpu()
+    strategy = distribute.make_strategy(FLAGS.strategy)
     cli.parse_gin(FLAGS.gin_file, FLAGS.gin_param)
     keras.utils.set_random_seed(FLAGS.seed)
     tf.config.experimental.enable_op_determinism()
-    strategy = distribute.make_strategy(FLAGS.strategy)
     return runner.Runner(
         output_dir=FLAGS.output_dir or cli.default_output_dir(FLAGS.gin_file),
         data_dir=FLAGS.data_dir or cli.default_data_dir(),
