@@ -346,3 +346,26 @@ def test_subset_classes_relabels_in_the_given_order():
     assert subset.num_classes == 2
     with pytest.raises(UsageError, match="subset_classes"):
         pool.subset_classes([0, 3])
+
+
+def test_train_test_class_folders_are_the_fixed_class_split(tmp_path):
+    """Mini-ImageNet / Omni-image layout: NAME/train/<class>/ pretrains,
+    NAME/test/<class>/ is the transfer pool, whatever the class names."""
+    root = tmp_path / "mini_imagenet"
+    _write_images(str(root / "train"), ["z1", "z2", "z3"], 4, 10, 3)
+    _write_images(str(root / "test"), ["a1", "a2"], 5, 10, 3)
+    sets = data.load_class_sets("mini_imagenet", str(tmp_path), image_size=8)
+    assert sets.pretrain.class_names == ("z1", "z2", "z3")
+    assert sets.transfer.class_names == ("a1", "a2")
+    assert sets.transfer.images.shape == (10, 8, 8, 3)
+    plain = sets.pretrain.images
+    normed = data.load_class_sets(
+        "mini_imagenet", str(tmp_path), image_size=8, normalize="imagenet"
+    ).pretrain.images
+    np.testing.assert_allclose(
+        normed[..., 1], (plain[..., 1] - 0.456) / 0.224, rtol=1e-5
+    )
+    with pytest.raises(UsageError, match="normalize"):
+        data.load_class_sets(
+            "mini_imagenet", str(tmp_path), image_size=8, normalize="cifar"
+        )

@@ -25,8 +25,8 @@ _OMNIGLOT_URL = "https://github.com/brendenlake/omniglot/tree/master/python"
 
 @dataclasses.dataclass(frozen=True)
 class LabeledImages:
-    """Images float32 [N, H, W, C] in [0, 1], labels int32 [N] indexing
-    `class_names`."""
+    """Images float32 [N, H, W, C] in [0, 1] (unless normalised), labels
+    int32 [N] indexing `class_names`."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -74,13 +74,18 @@ def load_class_sets(
     pretrain_classes=None,
     seed=0,
     pretrain_fraction=0.6,
+    normalize=None,
 ):
     """Pretraining and transfer classes of dataset `name`.
 
-    `name` is 'embedded', 'omniglot', a class-per-folder directory under
-    `data_dir`, or a tfds dataset prepared under `data_dir`. A single pool
-    of classes (folder, tfds) is split by sorted class name: the first
-    `pretrain_fraction` pretrain, the rest transfer. `pretrain_classes`
+    `name` is 'embedded', 'omniglot', a directory under `data_dir` with
+    `train/<class>/` and `test/<class>/` folders (fixed class splits such as
+    Mini-ImageNet's), a class-per-folder directory, or a tfds dataset
+    prepared under `data_dir`. A single pool of classes (folder, tfds) is
+    split by sorted class name: the first `pretrain_fraction` pretrain,
+    the rest transfer. `normalize='imagenet'` standardises RGB channels by
+    ImageNet's mean and std, as the reference does for Mini-ImageNet
+    (reference-implementations.md §1.6); None keeps [0, 1]. `pretrain_classes`
     keeps a random subset (chosen by `seed`) of the pretraining classes.
     """
     if image_size < 1:
@@ -102,8 +107,15 @@ def load_class_sets(
         if name == "omniglot":
             sets = _omniglot(data_dir, image_size)
         else:
-            pool = _folder_or_tfds(name, data_dir, image_size)
-            sets = _split_pool(pool, pretrain_fraction)
+            sets = _split_folders(name, data_dir, image_size)
+            if sets is None:
+                pool = _folder_or_tfds(name, data_dir, image_size)
+                sets = _split_pool(pool, pretrain_fraction)
+    if normalize is not None:
+        sets = ClassSets(
+            pretrain=_normalized(sets.pretrain, normalize),
+            transfer=_normalized(sets.transfer, normalize),
+        )
     if pretrain_classes is None:
         return sets
     available = sets.pretrain.num_classes
@@ -120,6 +132,23 @@ def load_class_sets(
         pretrain=sets.pretrain.subset_classes(np.sort(chosen)),
         transfer=sets.transfer,
     )
+
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _normalized(data, normalize):
+    if normalize != "imagenet" or data.images.shape[-1] != 3:
+        raise UsageError(
+            f"load_class_sets.normalize = {normalize!r}; use None, or "
+            "'imagenet' for RGB images (this dataset has "
+            f"{data.images.shape[-1]} channel(s))."
+        )
+    images = (data.images - np.float32(_IMAGENET_MEAN)) / np.float32(
+        _IMAGENET_STD
+    )
+    return dataclasses.replace(data, images=images.astype(np.float32))
 
 
 def _split_pool(pool, pretrain_fraction):
@@ -257,12 +286,7 @@ def _folder_or_tfds(name, data_dir, image_size):
     folder = os.path.join(data_dir, name)
     tfds_info = os.path.join(folder, "*", "dataset_info.json")
     if tf.io.gfile.isdir(folder) and not tf.io.gfile.glob(tfds_info):
-        files = {
-            label: _images_in(os.path.join(folder, label))
-            for label in _subfolders(folder)
-        }
-        layout = f"{folder}/<class>/*.png|jpg|jpeg"
-        return _decode_classes(files, image_size, None, layout)
+        return _class_folders(folder, image_size)
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except ValueError:  # not a tfds name
@@ -283,6 +307,31 @@ def _folder_or_tfds(name, data_dir, image_size):
             f"Dataset '{name}' not found. Searched: {searched}. {how}"
         )
     return _tfds_pool(name, builder, data_dir, image_size)
+
+
+def _class_folders(folder, image_size):
+    """LabeledImages of `folder/<class>/*.png|jpg|jpeg`."""
+    files = {
+        label: _images_in(os.path.join(folder, label))
+        for label in _subfolders(folder)
+    }
+    layout = f"{folder}/<class>/*.png|jpg|jpeg"
+    return _decode_classes(files, image_size, None, layout)
+
+
+def _split_folders(name, data_dir, image_size):
+    """ClassSets of `NAME/train/<class>/` (pretraining) and
+    `NAME/test/<class>/` (transfer), the fixed class splits of
+    Mini-ImageNet (Ravi & Larochelle: 64 train, 20 test classes) and
+    Omni-image (700 / 300); None when `NAME` has no such layout."""
+    folder = os.path.join(data_dir, name)
+    train, test = (os.path.join(folder, split) for split in ("train", "test"))
+    if not (tf.io.gfile.isdir(train) and tf.io.gfile.isdir(test)):
+        return None
+    return ClassSets(
+        pretrain=_class_folders(train, image_size),
+        transfer=_class_folders(test, image_size),
+    )
 
 
 def _tfds_pool(name, builder, data_dir, image_size):
