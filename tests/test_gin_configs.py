@@ -41,13 +41,51 @@ def test_config_parses(path):
     assert gin.query_parameter("Runner.model_fn") is not None
 
 
-@pytest.mark.parametrize(
-    "path", [p for p in EXPERIMENTS if "omniglot" in p], ids=os.path.basename
+CONTINUAL_MACROS = (
+    "WIDTH",
+    "DATASET",
+    "TASKS",
+    "EPOCHS_PER_TASK",
+    "LAYER_NORM",
 )
-def test_omniglot_configs_expose_spec_macros(path):
+
+
+def _in(*folders):
+    return [
+        p
+        for p in EXPERIMENTS
+        if os.path.basename(os.path.dirname(p)) in folders
+    ]
+
+
+@pytest.mark.parametrize(
+    "path",
+    _in("omniglot", "mini_imagenet", "omni_image"),
+    ids=lambda p: os.path.relpath(p, GIN_ROOT),
+)
+def test_frati_configs_expose_spec_macros(path):
     cli.parse_gin([path], [])
     for macro in FRATI_MACROS:
         gin.query_parameter(f"%{macro}")
+
+
+@pytest.mark.parametrize(
+    "path",
+    _in("permuted", "class_incremental", "warm_start"),
+    ids=lambda p: os.path.relpath(p, GIN_ROOT),
+)
+def test_continual_configs_expose_spec_macros(path):
+    cli.parse_gin([path], [])
+    for macro in CONTINUAL_MACROS:
+        gin.query_parameter(f"%{macro}")
+
+
+def test_dataset_parts_override_the_method_defaults():
+    cli.parse_gin([os.path.join(GIN_ROOT, "mini_imagenet", "meta_asb.gin")], [])
+    assert gin.query_parameter("asb_pretraining.inner_learning_rate") == 1e-3
+    assert gin.query_parameter("asb_pretraining.meta") is True
+    assert gin.query_parameter("%PRETRAIN_EPISODES") == 25000
+    assert gin.query_parameter("%IMAGE_SIZE") == 84
 
 
 def test_bindings_override_files_and_macros_propagate():
