@@ -37,7 +37,7 @@ import tensorflow as tf
 
 from zapkeras.errors import UsageError
 from zapkeras.outputs import console
-from zapkeras.protocols import continual_results
+from zapkeras.protocols import continual_summary
 from zapkeras.protocols import diagnostics
 from zapkeras.protocols import task_training
 
@@ -412,6 +412,6 @@ def continual_learning(
     if fresh_baseline and "fresh_test_accuracy" not in state:
         state["fresh_test_accuracy"] = run.fresh_accuracy(build_model)
         run.save()
-    return continual_results.summarize(
+    return continual_summary.summarize(
         state, problem, context, run.recorder.global_step, online_window
     )
