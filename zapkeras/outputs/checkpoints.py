@@ -58,6 +58,7 @@ class StopOnNonFinite(keras.callbacks.Callback):
         self._phase = phase
 
     def _check(self, logs, where):
+        """`where()` names the place; called only when a loss is bad."""
         bad = {
             k: v
             for k, v in (logs or {}).items()
@@ -65,15 +66,17 @@ class StopOnNonFinite(keras.callbacks.Callback):
         }
         if bad:
             raise UsageError(
-                f"{self._phase}: {', '.join(bad)} became non-finite at {where}"
+                f"{self._phase}: {', '.join(bad)} became non-finite at "
+                f"{where()}"
                 "; the learning rate is probably too high for this setting. "
                 "Lower it (e.g. by 10×) and rerun the same command: it "
                 "resumes from the last good checkpoint."
             )
 
     def on_train_batch_end(self, batch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
-        self._check(logs, f"step {step}")
+        self._check(
+            logs, lambda: f"step {int(self.model.optimizer.iterations)}"
+        )
 
     def on_epoch_end(self, epoch, logs=None):
-        self._check(logs, f"the end of epoch {epoch + 1}")
+        self._check(logs, lambda: f"the end of epoch {epoch + 1}")
