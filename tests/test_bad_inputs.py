@@ -54,7 +54,12 @@ CASES = [
     ),
     ("gin-syntax", [QUICK, _param("WIDTH = (")], {}, "WIDTH"),
     ("strategy", [QUICK, "--strategy=cluster"], {}, "--strategy"),
-    ("multi-worker", [QUICK, "--strategy=multi_worker"], {}, "keras#20585"),
+    (
+        "multi-worker-no-cluster",
+        [QUICK, "--strategy=multi_worker"],
+        {},
+        "TF_CONFIG",
+    ),
     ("negative-seed", [QUICK, "--seed=-1"], {}, "seed"),
     (
         "cpu-devices",

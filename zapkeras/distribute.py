@@ -5,6 +5,7 @@ import os
 
 import tensorflow as tf
 
+from zapkeras import multi_worker
 from zapkeras.errors import UsageError
 
 STRATEGIES = ("auto", "one", "mirrored", "multi_worker")
@@ -38,17 +39,11 @@ def make_strategy(name):
     auto: MirroredStrategy over all GPUs when more than one is visible, else
     the default strategy. one: a single device (first GPU, else CPU).
     mirrored: MirroredStrategy over all GPUs, or over every logical CPU device
-    when there is no GPU (how tests exercise it). multi_worker: refused
-    for now, see below.
+    when there is no GPU (how tests exercise it). multi_worker:
+    MultiWorkerMirroredStrategy over the cluster in $TF_CONFIG.
     """
     if name == "multi_worker":
-        raise UsageError(
-            "--strategy=multi_worker: Keras 3's model.fit, which every "
-            "zapkeras protocol trains with, fails under "
-            "MultiWorkerMirroredStrategy (keras-team/keras#20585: batches "
-            "arrive as PerReplica values). Use --strategy=mirrored on one "
-            "machine until that is fixed."
-        )
+        return multi_worker.strategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
         if len(gpus) > 1:

@@ -7,6 +7,7 @@ from absl import logging
 
 from zapkeras import cli
 from zapkeras import distribute
+from zapkeras import multi_worker
 from zapkeras import runner
 
 FLAGS = cli.FLAGS
@@ -23,7 +24,10 @@ def run(argv=None):
     keras.utils.set_random_seed(FLAGS.seed)
     tf.config.experimental.enable_op_determinism()
     return runner.Runner(
-        output_dir=FLAGS.output_dir or cli.default_output_dir(FLAGS.gin_file),
+        output_dir=multi_worker.output_dir(
+            strategy,
+            FLAGS.output_dir or cli.default_output_dir(FLAGS.gin_file),
+        ),
         data_dir=FLAGS.data_dir or cli.default_data_dir(),
         seed=FLAGS.seed,
         strategy=strategy,

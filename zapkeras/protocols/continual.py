@@ -75,7 +75,10 @@ class _Run:
                 for v in model.trainable_variables
             ]
             self.best = task_training.BestWeights(model)
-            self.progress = tf.Variable("{}", dtype=tf.string)
+        # Host-side bookkeeping: outside the scope, since collectives (which
+        # initialise variables under MultiWorkerMirroredStrategy) carry no
+        # strings.
+        self.progress = tf.Variable("{}", dtype=tf.string)
         self.probe = diagnostics.Probe(model, self.seen.cross_entropy)
         for callback in self.callbacks:
             callback.set_model(model)  # creates the state it checkpoints

@@ -1,0 +1,140 @@
+"""`--strategy=multi_worker`: two worker processes on loopback, each with
+its TF_CONFIG, complete a short run as a user launches it on a cluster,
+agree on every result, and report two replicas."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from tests.cli_utils import REPO
+
+EMBEDDED_OMNIGLOT = [
+    "--gin_param=load_class_sets.name = 'embedded'",
+    "--gin_param=glyph_class_sets.background_classes = 12",
+    "--gin_param=glyph_class_sets.evaluation_classes = 10",
+    "--gin_param=PRETRAIN_CLASSES = None",
+    "--gin_param=WIDTH = 4",
+    "--gin_param=TRANSFER_CLASSES = 6",
+    "--gin_param=TRANSFER_RUNS = 1",
+    "--gin_param=TRANSFER_LRS = (0.01,)",
+    "--gin_param=sequential_transfer.eval_every = 3",
+]
+CONTINUAL = [
+    "--gin_param=DATASET = 'embedded'",
+    "--gin_param=TASKS = 2",
+    "--gin_param=WIDTH = 8",
+    "--gin_param=EPOCHS_PER_TASK = 1",
+    "--gin_param=continual_dataset.classes = 4",
+    "--gin_param=glyph_class_sets.background_classes = 4",
+    "--gin_param=glyph_class_sets.evaluation_classes = 1",
+    "--gin_param=continual_learning.probe_size = 20",
+]
+RUNS = {
+    "iid_zap": [
+        "--gin_file=gin/omniglot/iid_zap.gin",
+        *EMBEDDED_OMNIGLOT,
+        "--gin_param=PRETRAIN_EPOCHS = 2",
+        "--gin_param=iid_pretraining.batch_size = 8",
+        "--gin_param=Runner.transfers = {'sequential': @sequential_transfer}",
+    ],
+    "meta_asb_zap": [
+        "--gin_file=gin/omniglot/meta_asb_zap.gin",
+        *EMBEDDED_OMNIGLOT,
+        "--gin_param=PRETRAIN_EPISODES = 6",
+        "--gin_param=asb_pretraining.episodes_per_epoch = 3",
+        "--gin_param=asb_pretraining.inner_steps = 3",
+        "--gin_param=asb_pretraining.remember = 5",
+    ],
+    "permuted_swr": ["--gin_file=gin/permuted/swr.gin", *CONTINUAL],
+    "class_incremental_hare_tortoise": [
+        "--gin_file=gin/class_incremental/hare_tortoise.gin",
+        *CONTINUAL,
+        "--gin_param=WIDTH = 12",
+        "--gin_param=class_incremental_tasks.classes_first = 2",
+        "--gin_param=class_incremental_tasks.classes_per_task = 2",
+        "--gin_param=continual_learning.batch_size = 20",
+        "--gin_param=HareTortoise.reset_every_epochs = 1",
+    ],
+    "warm_start_redo": [
+        "--gin_file=gin/warm_start/redo.gin",
+        *CONTINUAL,
+        "--gin_param=WIDTH = 4",
+        "--gin_param=continual_learning.batch_size = 20",
+        "--gin_param=ReDo.frequency = 2",
+    ],
+}
+TIMED = ("second", "time")
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _untimed(value):
+    if isinstance(value, dict):
+        return {
+            k: _untimed(v)
+            for k, v in value.items()
+            if not any(t in k for t in TIMED)
+        }
+    if isinstance(value, list):
+        return [_untimed(v) for v in value]
+    return value
+
+
+def _launch_cluster(args, out, workers=2):
+    hosts = [f"localhost:{p}" for p in _free_ports(workers)]
+    procs = []
+    for index in range(workers):
+        tf_config = {
+            "cluster": {"worker": hosts},
+            "task": {"type": "worker", "index": index},
+        }
+        env = dict(
+            os.environ,
+            TF_CONFIG=json.dumps(tf_config),
+            TF_CPP_MIN_LOG_LEVEL="3",
+        )
+        env.pop("ZAPKERAS_CPU_DEVICES", None)
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "zapkeras.train",
+                    *args,
+                    "--strategy=multi_worker",
+                    f"--output_dir={out}",
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    return [(p.wait(timeout=600), p.stderr.read()) for p in procs]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_two_workers_complete_and_agree(name, tmp_path):
+    out = str(tmp_path / "run")
+    for status, stderr in _launch_cluster(RUNS[name], out):
+        assert status == 0, stderr[-3000:]
+    with open(os.path.join(out, "results.json")) as f:
+        chief = json.load(f)
+    with open(os.path.join(out, "workers", "1", "results.json")) as f:
+        worker = json.load(f)
+    assert chief["replicas"] == 2
+    assert _untimed(chief) == _untimed(worker)
