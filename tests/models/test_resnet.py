@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.methods import step_methods
 from zapkeras import models
 from zapkeras.errors import UsageError
 from zapkeras.models.resnet import resnet18
@@ -178,3 +179,29 @@ def test_same_seed_same_weights():
 def test_bad_settings_raise_usage_error(kwargs, setting):
     with pytest.raises(UsageError, match=setting):
         resnet18(10, **kwargs)
+
+
+def test_batch_norm_statistics_are_global_and_identical_on_replicas():
+    """Two replicas keep one set of BN moving statistics, the one a single
+    device computes from the same global batch (synchronised BN)."""
+    x, y = step_methods.data(32, shape=(8, 8, 3), classes=4)
+
+    def trained(strategy):
+        model = step_methods.compiled(
+            lambda: models.resnet18(4, width=2, input_shape=(8, 8, 3)),
+            strategy,
+        )
+        step_methods.fit(model, [], x, y, batch_size=16)
+        return model
+
+    strategy = step_methods.mirrored()
+    two = trained(strategy)
+    one = trained(None)
+    stats = [v for v in two.non_trainable_variables if "moving" in v.path]
+    assert stats
+    step_methods.replicas_agree(strategy, stats)
+    for variable in stats:
+        expected = next(v for v in one.weights if v.path == variable.path)
+        np.testing.assert_allclose(
+            variable.numpy(), expected.numpy(), rtol=1e-4, atol=1e-5
+        )

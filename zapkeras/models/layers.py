@@ -175,7 +175,15 @@ def dense(units, fan_in, init, name, activation=None):
 
 def batch_norm(name):
     """BatchNorm with PyTorch's defaults: momentum 0.1 (Keras' 0.9 = 1 −
-    0.1), eps 1e-5."""
+    0.1), eps 1e-5, over the global batch.
+
+    Synchronised across replicas: Keras 3 keeps the moving statistics in
+    variables with aggregation "none", which each replica updates from its
+    own shard, so unsynchronised BN lets the replicas' copies (and the
+    workers' results) drift apart. Global-batch statistics make N replicas
+    compute what one device does with the same batch, as the papers'
+    single-GPU code does.
+    """
     return keras.layers.BatchNormalization(
-        momentum=0.9, epsilon=1e-5, name=name
+        momentum=0.9, epsilon=1e-5, synchronized=True, name=name
     )
