@@ -204,6 +204,30 @@ def test_corrupt_omniglot_png_is_named(omniglot_zips, tmp_path):
         data.load_class_sets("omniglot", str(tmp_path))
 
 
+@pytest.mark.parametrize(
+    "member", ["images_background/../../evil/x/0.png", "/etc/a/b/c.png"]
+)
+def test_omniglot_archive_with_paths_outside_is_refused(
+    omniglot_zips, tmp_path, member
+):
+    source = os.path.join(omniglot_zips[0], "omniglot")
+    os.makedirs(tmp_path / "omniglot")
+    shutil.copy(
+        os.path.join(source, "images_evaluation.zip"), tmp_path / "omniglot"
+    )
+    crafted = tmp_path / "omniglot" / "images_background.zip"
+    with zipfile.ZipFile(
+        os.path.join(source, "images_background.zip")
+    ) as good, zipfile.ZipFile(crafted, "w") as out:
+        for name in good.namelist():
+            out.writestr(name, good.read(name))
+        out.writestr(member, b"payload")
+    with pytest.raises(UsageError, match="zip slip"):
+        data.load_class_sets("omniglot", str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == ["omniglot"]
+    assert not os.path.exists(tmp_path.parent / "evil")
+
+
 def _write_images(root, classes, per_class, size, channels, fmt="png"):
     """root/<class>/<i>.<fmt> with distinct seeded pixel values."""
     rng = np.random.default_rng(0)

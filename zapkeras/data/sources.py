@@ -213,6 +213,13 @@ def _omniglot_archive(path, image_size):
             files = {}
             for member in sorted(archive.namelist()):
                 parts = member.rstrip("/").split("/")
+                if member.startswith("/") or ".." in parts or "\\" in member:
+                    raise UsageError(
+                        f"Omniglot: {path} holds the member {member!r}, a "
+                        "path outside the archive's folder (a 'zip slip'); "
+                        "nothing was read. Use the original archive from "
+                        f"{_OMNIGLOT_URL}."
+                    )
                 if len(parts) == 3 and member.endswith("/"):
                     files.setdefault("/".join(parts[1:]), [])
                 elif len(parts) == 4 and member.endswith(".png"):
