@@ -127,3 +127,15 @@ def test_missing_dataset_names_the_paths(tmp_path):
     with pytest.raises(UsageError, match="has 1 image"):
         _folder(str(tmp_path / "tiny"), ["a", "b"], [1, 3])
         continual_sources.continual_dataset("tiny", str(tmp_path))
+
+
+def test_invert_flips_ink_and_paper_and_keeps_the_split():
+    gin.bind_parameter("glyph_class_sets.background_classes", 3)
+    gin.bind_parameter("glyph_class_sets.evaluation_classes", 1)
+    kw = dict(seed=3, image_size=12, classes=3)
+    plain = continual_sources.continual_dataset("embedded", None, **kw)
+    inverted = continual_sources.continual_dataset("embedded", None, invert=True, **kw)
+    for p, i in zip(plain, inverted):
+        np.testing.assert_array_equal(i.labels, p.labels)
+        np.testing.assert_allclose(i.images, 1.0 - p.images)
+    assert inverted[0].images.mean() < 0.5 < plain[0].images.mean()

@@ -9,6 +9,7 @@ with a seeded shuffle. Nothing is downloaded: sources.py's loaders fail
 with the paths searched.
 """
 
+import dataclasses
 import os
 
 import gin
@@ -32,6 +33,7 @@ def continual_dataset(
     image_size=28,
     classes=None,
     test_fraction=0.25,
+    invert=False,
 ):
     """(train, test) LabeledImages of dataset `name` (the DATASET macro).
 
@@ -44,6 +46,9 @@ def continual_dataset(
         relabelled 0..classes-1 in sorted order.
       test_fraction: per-class share held out for testing when the dataset
         has no official test split (0.25 = Omniglot's 15/5).
+      invert: x → 1 − x, for ink-on-paper images (Omniglot, the embedded
+        glyphs) to have MNIST's dark background: permuted tasks and MLPs
+        whose inputs are mostly 1 start with saturated units.
     """
     if not 0 < test_fraction < 1:
         raise UsageError(
@@ -55,6 +60,10 @@ def continual_dataset(
         pool = _pool(name, data_dir, image_size)
         split = _split(pool, test_fraction, seed)
     train, test = split
+    if invert:
+        train, test = (
+            dataclasses.replace(d, images=1.0 - d.images) for d in split
+        )
     if classes is None:
         return train, test
     if not 1 <= classes <= train.num_classes:
