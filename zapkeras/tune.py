@@ -1,0 +1,228 @@
+"""Entry point: `python -m zapkeras.tune --gin_file=... --tune_param=...`.
+
+A keras-tuner search (random, grid or Bayesian) over gin bindings, each
+trial a full `zapkeras.train` run with every zapkeras.train flag given here
+(SPEC §1). Misspelled or malformed sweeps exit 2 before any trial: every
+swept value is bound once on the base config (gin rejects unknown names,
+and a swept macro must be one the config sets). OUTPUT_DIR holds
+keras_tuner/ (the oracle's state: rerunning the command resumes the sweep),
+trial_<id>/ (each run), tensorboard/ (HParams) and tune_results.json.
+Exit status 1 when a trial failed, 2 when the first failure was a trial
+that exited 2 (a user mistake such as a diverging learning rate).
+"""
+
+import math
+import os
+import sys
+
+import gin
+import keras_tuner
+from absl import app
+from absl import flags
+from absl import logging
+
+from zapkeras import cli
+from zapkeras.errors import UsageError
+from zapkeras.outputs import console
+from zapkeras.outputs import files
+from zapkeras.tuning import params as params_lib
+from zapkeras.tuning import report
+from zapkeras.tuning.tuner import TooManyFailures
+from zapkeras.tuning.tuner import TrainTuner
+
+ORACLES = {
+    "random": keras_tuner.oracles.RandomSearchOracle,
+    "grid": keras_tuner.oracles.GridSearchOracle,
+    "bayesian": keras_tuner.oracles.BayesianOptimizationOracle,
+}
+DEFAULT_TRIALS = 10  # random and Bayesian; grid defaults to the whole grid
+
+flags.DEFINE_multi_string(
+    "tune_param",
+    [],
+    "What to sweep: NAME=choice(a,b,...), NAME=range(lo,hi) or "
+    "NAME=log_range(lo,hi); NAME is a gin binding target or macro.",
+)
+flags.DEFINE_enum("tuner", "random", list(ORACLES), "keras-tuner oracle.")
+flags.DEFINE_integer(
+    "max_trials",
+    None,
+    f"Trials to run; default {DEFAULT_TRIALS}, or the whole grid for "
+    "--tuner=grid (a range counts 10 evenly spaced values there).",
+    lower_bound=1,
+)
+flags.DEFINE_string(
+    "objective",
+    "transfer.sequential.test_accuracy",
+    "Key path in each trial's results.json, e.g. "
+    "conditions.iid_zap.transfer.sequential.test_accuracy.",
+)
+flags.DEFINE_enum(
+    "objective_direction", "max", ["max", "min"], "Maximise or minimise."
+)
+flags.DEFINE_integer(
+    "max_consecutive_failed_trials",
+    3,
+    "Stop the search after this many failed trials in a row.",
+    lower_bound=1,
+)
+
+FLAGS = cli.FLAGS
+
+
+def _train_args():
+    """Every zapkeras.train flag given, except --output_dir."""
+    args = []
+    for flag in FLAGS.get_flags_for_module(cli):
+        if flag.present and flag.name != "output_dir":
+            values = (
+                flag.value if isinstance(flag.value, list) else [flag.value]
+            )
+            args += [f"--{flag.name}={v}" for v in values]
+    return args
+
+
+def _check_objective(key):
+    if not all(key.split(".")):
+        raise UsageError(
+            f"--objective={key!r} is not a key path; name a number in "
+            "results.json by its keys joined with dots, e.g. "
+            "transfer.sequential.test_accuracy."
+        )
+
+
+def _check_bindings(params):
+    """Binds every swept value once on the base config: misspelled names
+    and gin syntax errors fail here, before any trial."""
+    cli.parse_gin(FLAGS.gin_file, FLAGS.gin_param)
+    for param in params:
+        if param.is_macro:
+            try:
+                gin.query_parameter(f"%{param.name}")
+            except ValueError:
+                raise UsageError(
+                    f"--tune_param={param.spec!r}: the gin config sets no "
+                    f"macro {param.name!r}; sweep a macro it sets (e.g. "
+                    "WIDTH) or a binding configurable.parameter."
+                ) from None
+    for param in params:
+        for value in param.values:
+            binding = param.binding(value)
+            try:
+                cli.parse_gin(FLAGS.gin_file, [*FLAGS.gin_param, binding])
+            except UsageError as e:
+                raise UsageError(
+                    f"--tune_param={param.spec!r} gives the binding "
+                    f"{binding!r}, which fails: {e}"
+                ) from None
+
+
+def make_oracle(tuner, params, objective, direction, max_trials, seed):
+    """The keras-tuner oracle `tuner` over `params`, for `max_trials`
+    trials (None: the default) seeded by `seed`."""
+    space = params_lib.search_space(params)
+    if max_trials is None and tuner == "grid":
+        max_trials = math.prod(len(list(h.values)) for h in space.space)
+    try:
+        oracle = ORACLES[tuner](
+            objective=keras_tuner.Objective(objective, direction),
+            max_trials=max_trials or DEFAULT_TRIALS,
+            hyperparameters=space,
+            allow_new_entries=False,
+            seed=seed + 1,  # keras-tuner draws a random seed for 0
+            max_retries_per_trial=0,  # runs are deterministic
+            # Counted by TrainTuner instead: keras-tuner raises before
+            # saving the trial that reaches its limit.
+            max_consecutive_failed_trials=sys.maxsize,
+        )
+    except ImportError as e:  # the Bayesian oracle needs scikit-learn
+        raise UsageError(
+            f"--tuner={tuner} needs a package that is not installed ({e}); "
+            "pip install 'keras-tuner[bayesian]', or use --tuner=random."
+        ) from None
+    oracle.verbose = 0  # TrainTuner prints its own progress lines
+    return oracle
+
+
+def _output_dir():
+    if FLAGS.output_dir:
+        path = FLAGS.output_dir
+    else:
+        name = os.path.basename(cli.default_output_dir(FLAGS.gin_file))
+        path = os.path.join("runs", f"tune-{name}")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise UsageError(
+            f"--output_dir={path!r} cannot be created ({e.strerror}); choose "
+            "a directory you can write to."
+        ) from None
+    return path
+
+
+def run(argv=None):
+    """Validates the sweep, runs the trials, reports; returns exit status."""
+    del argv
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+    params = params_lib.parse_tune_params(FLAGS.tune_param)
+    _check_objective(FLAGS.objective)
+    _check_bindings(params)
+    oracle = make_oracle(
+        FLAGS.tuner,
+        params,
+        FLAGS.objective,
+        FLAGS.objective_direction,
+        FLAGS.max_trials,
+        FLAGS.seed,
+    )
+    output_dir = _output_dir()
+    train_args = _train_args()
+    sweep = {
+        "experiment": cli.experiment_name(FLAGS.gin_file),
+        "tuner": FLAGS.tuner,
+        "tune_params": list(FLAGS.tune_param),
+        "objective": FLAGS.objective,
+        "direction": FLAGS.objective_direction,
+        "train_args": train_args,
+    }
+    tuner = TrainTuner(
+        oracle,
+        params,
+        output_dir,
+        train_args,
+        sweep,
+        FLAGS.max_consecutive_failed_trials,
+    )
+    report.write_hparams_config(output_dir, params, FLAGS.objective)
+    console.say(
+        f"zapkeras.tune: {FLAGS.tuner} search of {sweep['experiment']}, up "
+        f"to {oracle.max_trials} trials ({len(oracle.trials)} run before), "
+        f"{FLAGS.objective_direction} {FLAGS.objective} → {output_dir}\n"
+        f"  the same command with --output_dir={output_dir} resumes it"
+    )
+    try:
+        tuner.search()
+    except TooManyFailures as e:
+        console.say(f"\n{e}")
+    summary = tuner.summary()
+    files.write_json(os.path.join(output_dir, "tune_results.json"), summary)
+    console.say(report.final_text(summary, tuner.params))
+    return exit_status(summary)
+
+
+def exit_status(summary):
+    """0 when no trial failed; 2 when the first failure was a trial that
+    exited 2 (a user mistake), else 1."""
+    failed = [t for t in summary["trials"] if t["status"] == "failed"]
+    if not failed:
+        return 0
+    return 2 if failed[0].get("exit_code") == 2 else 1
+
+
+def main(argv):
+    return cli.main_guard(lambda: run(argv))
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=cli.parse_flags)
