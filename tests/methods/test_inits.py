@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 
+from zapkeras import models
 from zapkeras.errors import UsageError
 from zapkeras.methods import inits
 from zapkeras.models import layers as zlayers
@@ -119,3 +120,13 @@ def test_sample_moments_and_seeding(distribution, mean, std):
         distribution, (200, 100), "float32", keras.random.SeedGenerator(3)
     )
     np.testing.assert_array_equal(first, again)
+
+
+def test_every_vit_variable_has_a_known_distribution():
+    """SWR resamples ViT token and position embeddings from their init."""
+    model = models.vit(
+        3, image_size=8, patch_size=4, dim=12, depth=1, heads=2, mlp_dim=8
+    )
+    found = inits.distributions(model, model.trainable_variables)
+    assert set(found) == {v.path for v in model.trainable_variables}
+    assert found["embedding/position_embedding"] is not None

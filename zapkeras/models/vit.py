@@ -53,15 +53,20 @@ class TokenEmbedding(keras.layers.Layer):
     """Prepends a learned class token and adds learned position embeddings.
 
     Weights `class_token` [1, 1, dim] and `position_embedding`
-    [1, 1 + tokens, dim], drawn by the given initializers.
+    [1, 1 + tokens, dim], drawn by the given initializers (attributes named
+    `<weight>_initializer`, so SWR and ReDo can resample from them).
     """
 
-    def __init__(self, class_token_initializer, position_initializer, **kwargs):
+    def __init__(
+        self, class_token_initializer, position_embedding_initializer, **kwargs
+    ):
         super().__init__(**kwargs)
         self.class_token_initializer = keras.initializers.get(
             class_token_initializer
         )
-        self.position_initializer = keras.initializers.get(position_initializer)
+        self.position_embedding_initializer = keras.initializers.get(
+            position_embedding_initializer
+        )
 
     def build(self, input_shape):
         tokens, dim = input_shape[1], input_shape[2]
@@ -72,7 +77,7 @@ class TokenEmbedding(keras.layers.Layer):
         )
         self.position_embedding = self.add_weight(
             shape=(1, tokens + 1, dim),
-            initializer=self.position_initializer,
+            initializer=self.position_embedding_initializer,
             name="position_embedding",
         )
 
@@ -93,8 +98,8 @@ class TokenEmbedding(keras.layers.Layer):
             "class_token_initializer": keras.initializers.serialize(
                 self.class_token_initializer
             ),
-            "position_initializer": keras.initializers.serialize(
-                self.position_initializer
+            "position_embedding_initializer": keras.initializers.serialize(
+                self.position_embedding_initializer
             ),
         }
 
