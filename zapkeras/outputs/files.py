@@ -11,6 +11,9 @@ def write_atomic(path, text):
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 → a normal file
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
