@@ -7,18 +7,40 @@ prints (and writes to OUTPUT_DIR/table.md and summary.json) the table of
 frati2024 Fig. 3 / frati2025 Table 1: pretraining validation accuracy and
 transfer test accuracy, mean ± std over seeds, and two-sided Mann-Whitney U
 p-values of each zapped condition against its unzapped control. Runs that
-finished are skipped, so rerunning resumes the grid.
+finished are skipped, so rerunning resumes the grid (pipelines/cli.py has
+the shared flags: --jobs, --status, --report_only, ...).
+
+OUTPUT_DIR/report.md and report.html add the figures: sequential and
+i.i.d. transfer accuracy vs classes / steps at each run's best learning
+rate (frati2024 Fig. 3), and, with --analyses, frati2025's per-task
+transfer losses coloured by task order (Fig. 4; one trajectory per
+condition: the first seed's best rate, transfer run 0) and zap-divergence
+per layer (Fig. 2b, mean over seeds). --analyses adds their bindings to
+every run (sequential_transfer.task_loss_every, Runner.analyses), so it
+changes the runs: off by default, it leaves the grids already run as
+they are.
+
+Scales: ci (minutes per run on a 2-core CPU with the Omniglot subset),
+small (about an hour per run on a CPU, all of Omniglot at width 64),
+paper (the configs as shipped, 3 seeds: GPU-days).
 """
 
 import json
 import os
-import sys
+import re
 
+import numpy as np
 from absl import app
 from absl import flags
 
+from pipelines import cli
 from pipelines import grid
+from pipelines import report
+from pipelines import stats
+from zapkeras.outputs import files
+from zapkeras.outputs import plots
 
+STUDY = "frati2024"
 CONDITIONS = ("iid", "iid_zap", "asb", "asb_zap", "meta_asb", "meta_asb_zap")
 PAIRS = (("iid", "iid_zap"), ("asb", "asb_zap"), ("meta_asb", "meta_asb_zap"))
 SCALES = {
@@ -44,18 +66,21 @@ SCALES = {
     ),
     "paper": (),
 }
+# One task-loss point per class learned (15 training images a class).
+ANALYSES = (
+    "sequential_transfer.task_loss_every = 15",
+    "Runner.analyses = {'zap_divergence': @zap_divergence}",
+)
 KEYS = {
     "pretrain val acc": "pretrain.val_accuracy",
     "sequential transfer test acc": "transfer.sequential.test_accuracy",
     "i.i.d. transfer test acc": "transfer.iid.test_accuracy",
 }
 
-flags.DEFINE_string("data_dir", None, "Holds omniglot/ (SPEC §3).")
-flags.DEFINE_string("output_dir", "runs/frati2024", "Where the grid goes.")
-flags.DEFINE_enum("scale", "ci", list(SCALES), "Size of every run.")
-flags.DEFINE_integer("seeds", 3, "Seeds per condition (0..seeds-1).")
 flags.DEFINE_list("conditions", list(CONDITIONS), "Conditions to run.")
-flags.DEFINE_multi_string("gin_param", [], "Extra bindings for every run.")
+flags.DEFINE_bool(
+    "analyses", False, "Record task losses and zap-divergence (see above)."
+)
 FLAGS = flags.FLAGS
 
 
@@ -73,61 +98,160 @@ def runs(conditions, seeds, scale, extra=()):
 
 
 def summarise(all_runs, root):
-    """{condition: {metric: [value per seed]}} from the runs' results."""
-    values = {}
+    """{condition: {metric: [value per finished seed]}}."""
+    cells = {}
     for run in all_runs:
-        results = grid.load(run, root)
-        per_metric = values.setdefault(run.name, {k: [] for k in KEYS})
-        for label, key in KEYS.items():
-            per_metric[label].append(grid.lookup(results, key))
-    return values
+        if grid.is_done(run, root):
+            cells.setdefault(run.name, []).append(run)
+    return stats.collect(cells, root, KEYS)
+
+
+def tables(values):
+    """[(caption, header, rows)]: the table, then the p-values."""
+    rows = [
+        [name] + [stats.mean_std(metrics[label]) for label in KEYS]
+        for name, metrics in values.items()
+    ]
+    out = [(None, ["condition", *KEYS], rows)]
+    tests = [
+        [f"{zapped} vs {control}"]
+        + [
+            stats.p_text(
+                stats.mann_whitney(values[zapped][k], values[control][k])
+            )
+            for k in KEYS
+        ]
+        for control, zapped in PAIRS
+        if control in values and zapped in values
+    ]
+    if tests:
+        caption = "Mann-Whitney U (two-sided) p-values"
+        out.append((caption, ["pair", *KEYS], tests))
+    return out
 
 
 def table(values):
-    rows = [
-        [name] + [grid.mean_std(metrics[label]) for label in KEYS]
-        for name, metrics in values.items()
+    """table.md: the tables of `tables` in Markdown."""
+    parts = []
+    for caption, header, rows in tables(values):
+        parts += [caption] if caption else []
+        parts.append(report.markdown_table(header, rows))
+    return "\n\n".join(parts)
+
+
+def _best_runs(run, root, protocol):
+    """The transfer runs at this run's best learning rate."""
+    best = grid.load(run, root)["transfer"][protocol]["best_lr"]
+    path = os.path.join(
+        run.output_dir(root), "curves", f"transfer_{protocol}.json"
+    )
+    return files.read_json(path)[f"{best:g}"]
+
+
+def _task_loss_every(run_dir):
+    with open(os.path.join(run_dir, "config.gin")) as f:
+        match = re.search(r"task_loss_every = (\d+)", f.read())
+    return int(match[1]) if match else 1
+
+
+def _transfer_figures(rep, by_condition, root):
+    for protocol, title in (("sequential", "Sequential"), ("iid", "i.i.d.")):
+        curves = {
+            name: [c for r in runs for c in _best_runs(r, root, protocol)]
+            for name, runs in by_condition.items()
+        }
+        rep.figure(
+            f"transfer_{protocol}",
+            plots.transfer_curves(curves),
+            f"{title} transfer: test accuracy (mean of seeds × transfer runs "
+            "at each seed's best learning rate; frati2024 Fig. 3).",
+        )
+
+
+def _task_loss_figure(rep, name, run, root):
+    best = grid.load(run, root)["transfer"]["sequential"]["best_lr"]
+    path = os.path.join(
+        run.output_dir(root), "curves", "task_losses", f"lr_{best:g}_run_0.npy"
+    )
+    if os.path.exists(path):
+        every = _task_loss_every(run.output_dir(root))
+        rep.figure(
+            f"task_losses_{name}",
+            plots.task_losses(np.load(path), every),
+            f"{name}: per-task losses during sequential transfer (seed "
+            f"{run.seed}, lr {best:g}, run 0), blue first task, red last "
+            "(frati2025 Fig. 4).",
+        )
+
+
+def _zap_divergence_figures(rep, name, runs, root):
+    paths = [
+        os.path.join(r.output_dir(root), "curves", "zap_divergence.npz")
+        for r in runs
     ]
-    text = grid.markdown_table(["condition", *KEYS], rows)
-    tests = []
-    for control, zapped in PAIRS:
-        if control in values and zapped in values:
-            p = [
-                grid.mann_whitney(values[zapped][label], values[control][label])
-                for label in KEYS
-            ]
-            tests.append(
-                [f"{zapped} vs {control}"]
-                + ["–" if v is None else f"{v:.3g}" for v in p]
-            )
-    if tests:
-        text += "\n\nMann-Whitney U (two-sided) p-values\n\n"
-        text += grid.markdown_table(["pair", *KEYS], tests)
-    return text
+    arrays = [np.load(p) for p in paths if os.path.exists(p)]
+    if not arrays:
+        return
+    for key in (k for k in arrays[0].files if k.startswith("lr_")):
+        rep.figure(
+            f"zap_divergence_{name}_{key}",
+            plots.layer_similarity(
+                list(arrays[0]["layers"]),
+                np.mean([a[key] for a in arrays], axis=0),
+                f"{name}: zap-divergence, {key.replace('_', ' ')}",
+            ),
+            f"{name}: cosine similarity of each layer to the unzapped "
+            f"control after a zap, mean of {len(arrays)} seeds (frati2025 "
+            "Fig. 2b).",
+        )
+
+
+def figures(rep, finished, root):
+    by_condition = {}
+    for run in finished:
+        by_condition.setdefault(run.name, []).append(run)
+    if not by_condition:
+        return
+    _transfer_figures(rep, by_condition, root)
+    for name, runs in by_condition.items():
+        _task_loss_figure(rep, name, runs[0], root)
+        _zap_divergence_figures(rep, name, runs, root)
+
+
+def write_report(all_runs, root):
+    finished = [r for r in all_runs if grid.is_done(r, root)]
+    values = summarise(all_runs, root)
+    text = table(values)
+    print("\n" + text)
+    files.write_atomic(os.path.join(root, "table.md"), text + "\n")
+    summary = {"scale": FLAGS.scale, "values": values}
+    files.write_atomic(
+        os.path.join(root, "summary.json"), json.dumps(summary, indent=1)
+    )
+    rep = report.Report(root, "frati2024 / frati2025: zapping at pretraining")
+    report.grid_section(rep, all_runs, root, FLAGS.scale)
+    rep.heading("Pretraining and transfer")
+    rep.paragraph(
+        "Mean ± std over seeds; transfer accuracies at each run's best "
+        "learning rate; p: two-sided Mann-Whitney U of each zapped "
+        "condition against its control (frati2024 Fig. 3, frati2025 "
+        "Table 1)."
+    )
+    for caption, header, rows in tables(values):
+        if caption:
+            rep.paragraph(caption)
+        rep.table(header, rows)
+    rep.heading("Figures")
+    figures(rep, finished, root)
+    rep.write()
 
 
 def main(argv):
     del argv
-    unknown = set(FLAGS.conditions) - set(CONDITIONS)
-    if unknown:
-        print(
-            f"frati2024: error: --conditions has {sorted(unknown)}; choose "
-            f"from {', '.join(CONDITIONS)}.",
-            file=sys.stderr,
-        )
-        sys.exit(2)
-    all_runs = runs(FLAGS.conditions, FLAGS.seeds, FLAGS.scale, FLAGS.gin_param)
-    failed = grid.run_all(all_runs, FLAGS.output_dir, FLAGS.data_dir)
-    finished = [r for r in all_runs if r not in failed]
-    values = summarise(finished, FLAGS.output_dir)
-    text = table(values)
-    print("\n" + text)
-    with open(os.path.join(FLAGS.output_dir, "table.md"), "w") as f:
-        f.write(text + "\n")
-    with open(os.path.join(FLAGS.output_dir, "summary.json"), "w") as f:
-        json.dump({"scale": FLAGS.scale, "values": values}, f, indent=1)
-    if failed:
-        sys.exit(1)
+    conditions = cli.choices(STUDY, "conditions", FLAGS.conditions, CONDITIONS)
+    extra = (ANALYSES if FLAGS.analyses else ()) + tuple(FLAGS.gin_param)
+    all_runs = runs(conditions, FLAGS.seeds or 3, FLAGS.scale, extra)
+    cli.run_study(STUDY, all_runs, write_report)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
 """Figures a person would rather look at than read (SPEC §4 plots/)."""
 
 import io
+import warnings
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 
 
 def _png(fig):
@@ -70,6 +73,92 @@ def layer_similarity(layers, similarity, title):
     ax.set_ylabel("cosine similarity to control")
     ax.set_title(title)
     ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _mean_std(runs):
+    """Column mean and std over runs, NaN where no run has a value."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+        return np.nanmean(runs, 0), np.nanstd(runs, 0)
+
+
+def mean_std_lines(panels, x, xlabel, title):
+    """Mean ± std over runs (seeds), one line a series, one subplot a panel.
+
+    `panels` maps a y-axis label to {series name: [runs, len(x)] array}
+    (NaN where a run has no value); used for the studies' per-task
+    accuracies, learning curves and plasticity correlates.
+    """
+    cols = min(2, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(1 + 5 * cols, 0.5 + 3.5 * rows), dpi=100
+    )
+    axes = np.atleast_1d(axes).ravel()
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
+    names = dict.fromkeys(n for series in panels.values() for n in series)
+    colors = {name: f"C{i % 10}" for i, name in enumerate(names)}
+    for ax, (ylabel, series) in zip(axes, panels.items()):
+        for name, runs in series.items():
+            runs = np.asarray(runs, float).reshape(-1, len(x))
+            mean, std = _mean_std(runs)
+            ax.plot(
+                x,
+                mean,
+                color=colors[name],
+                marker="." if len(x) <= 40 else None,
+                label=f"{name} (n={len(runs)})",
+            )
+            ax.fill_between(
+                x, mean - std, mean + std, color=colors[name], alpha=0.2
+            )
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def grouped_bars(categories, series, ylabel, title):
+    """Mean ± std bars: a group per category, a bar per series.
+
+    `series` maps a name to one list of run values per category (None
+    entries are left out).
+    """
+    fig, ax = plt.subplots(
+        figsize=(min(16, 3 + 0.8 * len(categories) * len(series)), 4), dpi=100
+    )
+    width = 0.8 / len(series)
+    for i, (name, per_category) in enumerate(series.items()):
+        stats = [
+            _mean_std(
+                np.array([v for v in values if v is not None] or [np.nan])
+            )
+            for values in per_category
+        ]
+        ax.bar(
+            np.arange(len(categories)) + (i - (len(series) - 1) / 2) * width,
+            [m for m, _ in stats],
+            width,
+            yerr=[s for _, s in stats],
+            capsize=3,
+            label=name,
+        )
+    ax.set_xticks(
+        np.arange(len(categories)),
+        categories,
+        rotation=20 if len(categories) > 3 else 0,
+    )
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize="small")
     fig.tight_layout()
     return _png(fig)

@@ -1,0 +1,71 @@
+"""The flags every study pipeline shares, and its main: run the grid (or
+show its progress), then write the report.
+
+Every pipeline takes --data_dir, --output_dir (default runs/<study>),
+--scale=ci|small|paper, --seeds, --gin_param (extra bindings for every run,
+applied after the study's), --jobs (runs at a time), --status (print the
+grid's progress and exit) and --report_only (write the report from the
+runs that finished, running nothing).
+"""
+
+import os
+import sys
+
+from absl import flags
+
+from pipelines import grid
+from pipelines import progress
+
+SCALES = ("ci", "small", "paper")
+
+flags.DEFINE_string("data_dir", None, "--data_dir of every run (SPEC §3).")
+flags.DEFINE_string("output_dir", None, "Where the grid goes (runs/<study>).")
+flags.DEFINE_enum("scale", "ci", list(SCALES), "Size of every run.")
+flags.DEFINE_integer(
+    "seeds", None, "Seeds per cell, 0..seeds-1 (default: the scale's)."
+)
+flags.DEFINE_multi_string("gin_param", [], "Extra bindings for every run.")
+flags.DEFINE_integer("jobs", 1, "Runs at a time.", lower_bound=1)
+flags.DEFINE_bool("status", False, "Print the grid's progress and exit.")
+flags.DEFINE_bool(
+    "report_only", False, "Write the report from finished runs; run none."
+)
+FLAGS = flags.FLAGS
+
+
+def usage_error(study, message):
+    """Exits 2 with `message` (it names the flag and the fix)."""
+    print(f"{study}: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def choices(study, flag, given, allowed):
+    """`given` (a list flag's values), checked against `allowed`."""
+    unknown = [g for g in given if g not in allowed]
+    if unknown or not given:
+        usage_error(
+            study,
+            f"--{flag} has {unknown or 'nothing'}; choose from "
+            f"{', '.join(allowed)}.",
+        )
+    return list(given)
+
+
+def root(study):
+    return FLAGS.output_dir or os.path.join("runs", study)
+
+
+def run_study(study, runs, write_report):
+    """--status, or the grid's runs then `write_report(runs, root)`; exits
+    1 when a run failed."""
+    out = root(study)
+    if FLAGS.status:
+        entries = [(r.name, r.seed, r.output_dir(out)) for r in runs]
+        print(progress.render(out, progress.status(entries)))
+        return
+    failed = []
+    if not FLAGS.report_only:
+        failed = grid.run_all(runs, out, FLAGS.data_dir, jobs=FLAGS.jobs)
+    write_report(runs, out)
+    if failed:
+        sys.exit(1)

@@ -1,0 +1,99 @@
+"""What a study's tables are made of: values per grid cell read from the
+runs' results.json, mean ± std over seeds, two-sided Mann-Whitney U tests
+(scipy), and per-run curves stacked for the mean ± std figures."""
+
+import warnings
+
+import numpy as np
+from scipy import stats
+
+from pipelines import grid
+
+
+def lookup(results, key):
+    """results['a']['b'] for key 'a.b'; None when absent."""
+    for part in key.split("."):
+        if not isinstance(results, dict) or part not in results:
+            return None
+        results = results[part]
+    return results
+
+
+def collect(cells, root, metrics):
+    """{cell: {label: [value per run]}} for `cells` {cell: [Run]}.
+
+    A metric is a key path into results.json ('continual.test_accuracy')
+    or a function of the results dict; a run without results.json, or
+    without the value, gives None.
+    """
+    values = {}
+    for cell, runs in cells.items():
+        loaded = [
+            grid.load(r, root) if grid.is_done(r, root) else None for r in runs
+        ]
+        values[cell] = {
+            label: [
+                None if results is None else _value(results, metric)
+                for results in loaded
+            ]
+            for label, metric in metrics.items()
+        }
+    return values
+
+
+def _value(results, metric):
+    return metric(results) if callable(metric) else lookup(results, metric)
+
+
+def present(values):
+    return [v for v in values if v is not None]
+
+
+def mean_std(values):
+    """'mean ± std' (population std, 3 decimals) of the present values."""
+    values = present(values)
+    if not values:
+        return "–"
+    return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
+
+
+def mann_whitney(a, b):
+    """Two-sided Mann-Whitney U p-value of a vs b (None if too few)."""
+    a, b = present(a), present(b)
+    if len(a) < 2 or len(b) < 2:
+        return None
+    return float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
+
+
+def p_text(p):
+    return "–" if p is None else f"{p:.3g}"
+
+
+def stack(curves):
+    """[runs, longest] float array of per-run lists (None entries and
+    missing runs → NaN rows/values); None when no run has a curve."""
+    curves = [c for c in curves if c is not None]
+    if not curves:
+        return None
+    length = max(len(c) for c in curves)
+    out = np.full((len(curves), length), np.nan)
+    for i, curve in enumerate(curves):
+        out[i, : len(curve)] = [np.nan if v is None else v for v in curve]
+    return out
+
+
+def bin_columns(array, max_points):
+    """Averages consecutive columns so at most `max_points` remain;
+    returns (array, columns per bin)."""
+    size = max(1, -(-array.shape[1] // max_points))
+    bins = -(-array.shape[1] // size)
+    padded = np.full((array.shape[0], bins * size), np.nan)
+    padded[:, : array.shape[1]] = array
+    return nanmean(padded.reshape(len(array), bins, size), 2), size
+
+
+def nanmean(array, axis):
+    """np.nanmean, NaN (without a warning) where everything is NaN."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(array, axis)

@@ -1,0 +1,408 @@
+"""Warm-start studies: lee2024 (methods × subset ratio × label noise) and
+berariu2021 (stages × class imbalance, smooth shifts), the generalisation
+gap of a warm-started network against a fresh one.
+
+    python -m pipelines.warm_start --study=lee2024 --data_dir=DATA_DIR
+    python -m pipelines.warm_start --study=berariu2021 --data_dir=DATA_DIR
+
+Runs go to OUTPUT_DIR/<grid point>/<method>/seed_<n>/ (OUTPUT_DIR defaults
+to runs/<study>; pipelines/cli.py has the shared flags).
+
+- lee2024 (§3-4): gin/warm_start/<method>.gin (base, head_reset,
+  shrink_perturb, hare_tortoise; l2 and redo exist too) at each
+  `warm_start_tasks.first_ratio` (--ratios: the share of the data the
+  network is warm-started on) × `.max_noise` (--noises: the label noise
+  of that first phase). Base is always run: its fresh network, trained
+  from the same initial weights on the final data, is every method's
+  reference, so the other methods skip training their own (it would be
+  the same network: same seed, same weights, same data) with
+  continual_learning.fresh_baseline = False.
+- berariu2021 (§2): base only. gin/warm_start/multi_stage.gin at
+  TASKS (--stages) × multi_stage_tasks.uniform_ratio (--uniform_ratios,
+  1 = uniform stages, less = class-imbalanced; Fig. 4), and
+  gin/warm_start/smooth_shift.gin at each γ of --smooth_shifts (Fig. 3).
+
+The report has per grid point and method the test accuracy of the network
+the method predicts with (the tortoise for hare_tortoise, lee2024 §4; the
+trained network otherwise), the fresh network's test accuracy (same seed),
+the generalisation gap fresh − warm, mean ± std over seeds, and two-sided
+Mann-Whitney U p-values against base and against fresh; bar charts of
+accuracy and gap per grid point, test and online accuracy per phase,
+online-accuracy learning curves, and for berariu2021 the gap against the
+number of stages.
+
+Scales: ci (embedded glyphs, a ResNet-18 of width 4 with one block a
+stage on 16×16 images, a few epochs: minutes), small (CIFAR-10 from
+--data_dir at width 16 and a tenth of the epochs: GPU-hours), paper (the
+configs as shipped; lee2024 used 5 seeds).
+"""
+
+import dataclasses
+import itertools
+import os
+
+from absl import app
+from absl import flags
+
+from pipelines import cli
+from pipelines import continual_figures
+from pipelines import grid
+from pipelines import report
+from pipelines import stats
+from zapkeras.outputs import files
+from zapkeras.outputs import plots
+
+STUDIES = ("lee2024", "berariu2021")
+METHODS = {
+    "lee2024": ("base", "head_reset", "shrink_perturb", "hare_tortoise"),
+    "berariu2021": ("base",),
+}
+OTHER_METHODS = ("l2", "redo")  # lee2024 configs run on request
+_TINY = (
+    "DATASET = 'embedded'",
+    "glyph_class_sets.background_classes = 10",
+    "glyph_class_sets.evaluation_classes = 1",
+    "continual_dataset.classes = 10",
+    "continual_dataset.image_size = 16",
+    "WIDTH = 4",
+    "resnet18.blocks = (1, 1, 1, 1)",
+    "continual_learning.batch_size = 16",
+    "continual_learning.eval_batch_size = 50",
+    "continual_learning.probe_size = 20",
+)
+_CIFAR_SMALL = ("WIDTH = 16", "continual_learning.checkpoint_every_epochs = 5")
+
+
+@dataclasses.dataclass(frozen=True)
+class Scale:
+    seeds: int
+    params: tuple  # bindings of every run
+    grid: dict  # grid flag: its default values at this scale
+
+
+SCALES = {
+    "lee2024": {
+        "ci": Scale(2, _TINY + ("EPOCHS_PER_TASK = 1",), {}),
+        "small": Scale(
+            3,
+            _CIFAR_SMALL + ("EPOCHS_PER_TASK = 10",),
+            {"ratios": (0.1, 0.3), "noises": (0.0, 0.5)},
+        ),
+        "paper": Scale(5, (), {}),
+    },
+    "berariu2021": {
+        "ci": Scale(2, _TINY + ("EPOCHS_PER_TASK = 2",), {"stages": (2, 3)}),
+        "small": Scale(
+            3,
+            _CIFAR_SMALL + ("EPOCHS_PER_TASK = 50",),
+            {
+                "stages": (2, 3, 5),
+                "uniform_ratios": (1.0, 0.5),
+                "smooth_shifts": (0.9,),
+            },
+        ),
+        "paper": Scale(
+            5,
+            (),
+            {
+                "stages": (2, 3, 5, 10),
+                "uniform_ratios": (1.0, 0.5, 0.0),
+                "smooth_shifts": (0.5, 0.9, 0.99),
+            },
+        ),
+    },
+}
+GRID_DEFAULTS = {
+    "ratios": (0.1,),
+    "noises": (0.5,),
+    "stages": (2,),
+    "uniform_ratios": (1.0,),
+    "smooth_shifts": (),
+}
+
+flags.DEFINE_enum("study", "lee2024", list(STUDIES), "Which paper's grid.")
+flags.DEFINE_list("methods", None, "lee2024 methods (default: the first four).")
+for _name, _help in (
+    ("ratios", "lee2024: first-phase data ratios (first_ratio)."),
+    ("noises", "lee2024: first-phase label noise (max_noise)."),
+    ("stages", "berariu2021: numbers of stages (TASKS)."),
+    ("uniform_ratios", "berariu2021: shares of uniform data per stage."),
+    ("smooth_shifts", "berariu2021: smooth-shift γ values."),
+):
+    flags.DEFINE_list(_name, None, _help + " Default: the scale's.")
+FLAGS = flags.FLAGS
+
+
+def points(study, values):
+    """[(grid point, gin file or None for the method's, bindings)]."""
+    if study == "lee2024":
+        return [
+            (
+                f"ratio_{r:g}-noise_{n:g}",
+                None,
+                (
+                    f"warm_start_tasks.first_ratio = {r}",
+                    f"warm_start_tasks.max_noise = {n}",
+                ),
+            )
+            for r, n in itertools.product(values["ratios"], values["noises"])
+        ]
+    stages = [
+        (
+            f"stages_{k:g}-uniform_{u:g}",
+            "gin/warm_start/multi_stage.gin",
+            (f"TASKS = {int(k)}", f"multi_stage_tasks.uniform_ratio = {u}"),
+        )
+        for k, u in itertools.product(
+            values["stages"], values["uniform_ratios"]
+        )
+    ]
+    smooth = [
+        (
+            f"smooth_{g:g}",
+            "gin/warm_start/smooth_shift.gin",
+            (f"multi_stage_tasks.smooth_shift = {g}",),
+        )
+        for g in values["smooth_shifts"]
+    ]
+    return stages + smooth
+
+
+def runs(study, scale, values, methods, seeds, extra=()):
+    out = []
+    for point, gin_file, params in points(study, values):
+        for method in methods:
+            own = (
+                ()
+                if method == "base"
+                else ("continual_learning.fresh_baseline = False",)
+            )
+            out += [
+                grid.Run(
+                    name=f"{point}/{method}",
+                    gin_files=(gin_file or f"gin/warm_start/{method}.gin",),
+                    seed=seed,
+                    params=scale.params + params + own + tuple(extra),
+                )
+                for seed in range(seeds)
+            ]
+    return out
+
+
+def prediction_accuracy(results):
+    """Test accuracy of the network the method predicts with."""
+    c = results["continual"]
+    return c.get("tortoise_test_accuracy", c["test_accuracy"])
+
+
+def _grouped(all_runs):
+    """{point: {method: [Run]}} in grid order."""
+    out = {}
+    for run in all_runs:
+        point, method = run.name.split("/")
+        out.setdefault(point, {}).setdefault(method, []).append(run)
+    return out
+
+
+def collect(all_runs, root):
+    """{point: {method: {metric: [value per run]}}}; fresh and gap use the
+    base run of the same point and seed."""
+    values = {}
+    for point, methods in _grouped(all_runs).items():
+        fresh = {
+            r.seed: stats.lookup(
+                grid.load(r, root), "continual.fresh_test_accuracy"
+            )
+            for r in methods.get("base", [])
+            if grid.is_done(r, root)
+        }
+
+        def gap(results, fresh=fresh):
+            f = fresh.get(results["seed"])
+            return None if f is None else f - prediction_accuracy(results)
+
+        values[point] = stats.collect(
+            methods,
+            root,
+            {
+                "test acc": prediction_accuracy,
+                "fresh test acc": lambda r, fresh=fresh: fresh.get(r["seed"]),
+                "gap (fresh − test)": gap,
+            },
+        )
+    return values
+
+
+HEADER = [
+    "grid point",
+    "method",
+    "n",
+    "test acc",
+    "fresh test acc",
+    "gap (fresh − test)",
+    "p test vs base",
+    "p test vs fresh",
+]
+
+
+def table_rows(values):
+    rows = []
+    for point, methods in values.items():
+        base = methods.get("base")
+        for method, v in methods.items():
+            vs_base = None
+            if base is not None and method != "base":
+                vs_base = stats.mann_whitney(v["test acc"], base["test acc"])
+            vs_fresh = stats.mann_whitney(v["test acc"], v["fresh test acc"])
+            rows.append(
+                [point, method, len(stats.present(v["test acc"]))]
+                + [stats.mean_std(v[k]) for k in HEADER[3:6]]
+                + [stats.p_text(vs_base), stats.p_text(vs_fresh)]
+            )
+    return rows
+
+
+def _figures(rep, study, values, all_runs, root):
+    categories = list(values)
+    methods = list(dict.fromkeys(m for v in values.values() for m in v))
+    column = {
+        m: [values[p].get(m, {}).get("test acc", []) for p in categories]
+        for m in methods
+    }
+    column["fresh"] = [
+        values[p].get("base", {}).get("fresh test acc", []) for p in categories
+    ]
+    rep.figure(
+        "test_accuracy",
+        plots.grouped_bars(categories, column, "test accuracy", study),
+        "Final test accuracy per grid point, mean ± std over seeds; fresh: "
+        "the network trained from its initial weights on the final data.",
+    )
+    gaps = {
+        m: [
+            values[p].get(m, {}).get("gap (fresh − test)", [])
+            for p in categories
+        ]
+        for m in methods
+    }
+    rep.figure(
+        "generalization_gap",
+        plots.grouped_bars(
+            categories, gaps, "fresh − warm test accuracy", study
+        ),
+        "Generalisation gap (fresh − warm-started test accuracy) per grid "
+        "point, mean ± std over seeds.",
+    )
+    if study == "berariu2021":
+        _gap_by_stages(rep, values)
+    for point, cells in _grouped(all_runs).items():
+        continual_figures.task_panels(
+            rep,
+            f"{point}_per_phase",
+            f"{study} {point}",
+            cells,
+            root,
+            {
+                "test_accuracy_per_task": "test accuracy",
+                "tortoise_test_accuracy_per_task": "tortoise test accuracy",
+                "online_accuracy_per_task": "online accuracy",
+            },
+            xlabel="phase",
+        )
+        continual_figures.learning_curves(
+            rep, f"{point}_learning_curve", f"{study} {point}", cells, root
+        )
+
+
+def _gap_by_stages(rep, values):
+    """berariu2021 Fig. 4: the gap against the number of stages, a line
+    per share of uniform data (when several stage counts were run)."""
+    by_uniform = {}
+    for point, methods in values.items():
+        if point.startswith("stages_") and "base" in methods:
+            stages, uniform = point.split("-")
+            by_uniform.setdefault(uniform.replace("_", " "), {})[
+                int(stages.split("_")[1])
+            ] = methods["base"]["gap (fresh − test)"]
+    x = sorted({k for v in by_uniform.values() for k in v})
+    if len(x) < 2:
+        return
+    series = {
+        name: stats.stack([gaps.get(k, []) for k in x]).T
+        for name, gaps in by_uniform.items()
+    }
+    rep.figure(
+        "gap_by_stages",
+        plots.mean_std_lines(
+            {"fresh − warm test accuracy": series},
+            x,
+            "stages",
+            "berariu2021: generalisation gap vs stages",
+        ),
+        "Generalisation gap after the last stage against the number of "
+        "stages (berariu2021 Fig. 4), mean ± std over seeds.",
+    )
+
+
+def write_report(all_runs, root):
+    study = FLAGS.study
+    values = collect(all_runs, root)
+    rows = table_rows(values)
+    text = report.markdown_table(HEADER, rows)
+    print("\n" + text)
+    files.write_atomic(os.path.join(root, "table.md"), text + "\n")
+    files.write_json(
+        os.path.join(root, "summary.json"),
+        {"study": study, "scale": FLAGS.scale, "values": values},
+    )
+    rep = report.Report(root, f"{study}: warm-starting and the gap")
+    report.grid_section(rep, all_runs, root, FLAGS.scale)
+    rep.heading("Warm-started vs fresh")
+    rep.paragraph(
+        "Mean ± std over seeds (n finished). test acc: the network the "
+        "method predicts with (the tortoise for hare_tortoise); fresh: the "
+        "base run's network trained from the same initial weights on the "
+        "final data only; gap = fresh − test, per seed; p: two-sided "
+        "Mann-Whitney U."
+    )
+    rep.table(HEADER, rows)
+    rep.heading("Figures")
+    _figures(rep, study, values, all_runs, root)
+    rep.write()
+
+
+def _floats(name, study):
+    given = getattr(FLAGS, name)
+    if given is None:
+        return SCALES[study][FLAGS.scale].grid.get(name, GRID_DEFAULTS[name])
+    try:
+        return tuple(float(v) for v in given)
+    except ValueError:
+        cli.usage_error(
+            "warm_start", f"--{name}={','.join(given)}; give numbers."
+        )
+
+
+def main(argv):
+    del argv
+    study = FLAGS.study
+    scale = SCALES[study][FLAGS.scale]
+    methods = METHODS[study]
+    if FLAGS.methods:
+        allowed = methods + (OTHER_METHODS if study == "lee2024" else ())
+        methods = cli.choices("warm_start", "methods", FLAGS.methods, allowed)
+    methods = ("base", *(m for m in methods if m != "base"))
+    values = {name: _floats(name, study) for name in GRID_DEFAULTS}
+    all_runs = runs(
+        study,
+        scale,
+        values,
+        methods,
+        FLAGS.seeds or scale.seeds,
+        FLAGS.gin_param,
+    )
+    cli.run_study(study, all_runs, write_report)
+
+
+if __name__ == "__main__":
+    app.run(main)
