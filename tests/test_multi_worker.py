@@ -59,13 +59,6 @@ RUNS = {
         "--gin_param=continual_learning.batch_size = 20",
         "--gin_param=HareTortoise.reset_every_epochs = 1",
     ],
-    "warm_start_redo": [
-        "--gin_file=gin/warm_start/redo.gin",
-        *CONTINUAL,
-        "--gin_param=WIDTH = 4",
-        "--gin_param=continual_learning.batch_size = 20",
-        "--gin_param=ReDo.frequency = 2",
-    ],
 }
 TIMED = ("second", "time")
 
