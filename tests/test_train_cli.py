@@ -66,7 +66,9 @@ def test_writes_every_spec_output(quick_run):
     with open(os.path.join(out, "config.gin")) as f:
         config = f.read()
     assert "Zapping" in config and "WIDTH = 8" in config
-    assert os.path.getsize(os.path.join(out, "plots", "transfer_sequential.png"))
+    assert os.path.getsize(
+        os.path.join(out, "plots", "transfer_sequential.png")
+    )
     assert os.listdir(os.path.join(out, "checkpoints", "iid_zap", "pretrain"))
     assert "pretraining → transfer" in proc.stdout
     assert "iid_zap" in proc.stdout.split("pretraining → transfer")[1]

@@ -134,7 +134,9 @@ def test_invert_flips_ink_and_paper_and_keeps_the_split():
     gin.bind_parameter("glyph_class_sets.evaluation_classes", 1)
     kw = dict(seed=3, image_size=12, classes=3)
     plain = continual_sources.continual_dataset("embedded", None, **kw)
-    inverted = continual_sources.continual_dataset("embedded", None, invert=True, **kw)
+    inverted = continual_sources.continual_dataset(
+        "embedded", None, invert=True, **kw
+    )
     for p, i in zip(plain, inverted):
         np.testing.assert_array_equal(i.labels, p.labels)
         np.testing.assert_allclose(i.images, 1.0 - p.images)

@@ -35,7 +35,10 @@ def test_84px_has_four_same_padded_blocks_and_6400_features():
     assert model.input.shape == (None, 84, 84, 3)
     assert model.get_layer("features").output.shape == (None, 6400)
     assert [l.name for l in model.layers if l.name.startswith("pool")] == [
-        "pool0", "pool1", "pool2", "pool3"
+        "pool0",
+        "pool1",
+        "pool2",
+        "pool3",
     ]
     assert model.get_layer("conv3").padding == "same"
 

@@ -166,9 +166,7 @@ def test_task_losses_have_shape_points_by_tasks(tmp_path):
         task_loss_every=2,
         optimizer=keras.optimizers.SGD,  # no momentum carried across tasks
     )
-    losses = np.load(
-        tmp_path / "curves" / "task_losses" / "lr_0.01_run_0.npy"
-    )
+    losses = np.load(tmp_path / "curves" / "task_losses" / "lr_0.01_run_0.npy")
     assert losses.shape == (10, 5)  # 20 steps / 2, 5 tasks
     assert np.isfinite(losses).all()
     # Task 4 is trained in steps 17-20 only: its loss falls then, more
