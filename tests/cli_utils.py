@@ -6,6 +6,17 @@ import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A continual config shrunk to seconds: 2 tasks of 4 embedded classes.
+CONTINUAL_TINY = [
+    "--gin_param=DATASET = 'embedded'",
+    "--gin_param=TASKS = 2",
+    "--gin_param=WIDTH = 8",
+    "--gin_param=EPOCHS_PER_TASK = 1",
+    "--gin_param=continual_dataset.classes = 4",
+    "--gin_param=glyph_class_sets.background_classes = 4",
+    "--gin_param=glyph_class_sets.evaluation_classes = 1",
+    "--gin_param=continual_learning.probe_size = 20",
+]
 
 
 def run_module(module, *args, timeout=600, env=None):

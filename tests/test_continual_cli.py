@@ -5,19 +5,10 @@ mistake in a continual setting exits 2 before any output is written."""
 import json
 import os
 
+from tests.cli_utils import CONTINUAL_TINY
 from tests.cli_utils import run_module
 
-TINY = [
-    "--gin_file=gin/permuted/base.gin",
-    "--gin_param=DATASET = 'embedded'",
-    "--gin_param=TASKS = 2",
-    "--gin_param=WIDTH = 8",
-    "--gin_param=EPOCHS_PER_TASK = 1",
-    "--gin_param=continual_dataset.classes = 4",
-    "--gin_param=glyph_class_sets.background_classes = 4",
-    "--gin_param=glyph_class_sets.evaluation_classes = 1",
-    "--gin_param=continual_learning.probe_size = 20",
-]
+TINY = ["--gin_file=gin/permuted/base.gin", *CONTINUAL_TINY]
 
 
 def test_permuted_base_runs_and_writes_results(tmp_path):

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from tests.cli_utils import CONTINUAL_TINY
 from tests.cli_utils import REPO
 
 EMBEDDED_OMNIGLOT = [
@@ -23,16 +24,7 @@ EMBEDDED_OMNIGLOT = [
     "--gin_param=TRANSFER_LRS = (0.01,)",
     "--gin_param=sequential_transfer.eval_every = 3",
 ]
-CONTINUAL = [
-    "--gin_param=DATASET = 'embedded'",
-    "--gin_param=TASKS = 2",
-    "--gin_param=WIDTH = 8",
-    "--gin_param=EPOCHS_PER_TASK = 1",
-    "--gin_param=continual_dataset.classes = 4",
-    "--gin_param=glyph_class_sets.background_classes = 4",
-    "--gin_param=glyph_class_sets.evaluation_classes = 1",
-    "--gin_param=continual_learning.probe_size = 20",
-]
+CONTINUAL = CONTINUAL_TINY
 RUNS = {
     "iid_zap": [
         "--gin_file=gin/omniglot/iid_zap.gin",
