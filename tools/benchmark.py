@@ -25,8 +25,8 @@ four measures in PyTorch eager as the reference code does them
 (tools/torch_baseline.py) in a subprocess started with the glibc malloc
 tunables below, in the same run on the same machine. Run it on an idle
 machine: with other work on the cores, PyTorch's OpenMP threads slow down
-by 10-100x (try --torch_threads=1) and TensorFlow's by about 2x. zapkeras
-sets TF_ENABLE_ONEDNN_OPTS=0 unless the environment sets it; the JSON
+by 10-100x (try --torch_threads=1) and TensorFlow's by about 2x.
+TensorFlow's oneDNN kernels are on unless TF_ENABLE_ONEDNN_OPTS=0; the JSON
 records the value ("machine"). The full preset takes about half an hour.
 
     python tools/benchmark.py [--quick] [--baseline=torch] [--output=PATH]
@@ -106,7 +106,6 @@ PRESETS = {
         probe_steps=300,
         transfer_classes=(5, 10, 20),
         repeats=2,
-        matmul_size=1024,
     ),
 }
 

@@ -113,6 +113,42 @@ def test_compiled_learner_matches_eager_reference_loop(linear_probe):
     )
 
 
+@pytest.mark.parametrize("linear_probe", [True, False])
+def test_fused_adam_equals_keras_adam_and_other_optimizers_keep_theirs(
+    linear_probe,
+):
+    rng = np.random.default_rng(1)
+    x = rng.random((40, 4, 4, 1)).astype(np.float32)
+    y = rng.integers(0, 5, size=40).astype(np.int32)
+    learners = []
+    for fused in (True, False):
+        learner = TransferLearner(
+            _tiny_model(5), 5, keras.optimizers.Adam, linear_probe=linear_probe
+        )
+        assert learner._adam_slots is not None
+        if not fused:
+            learner._adam_slots = None  # Keras' own Adam.apply
+        learner.reset(0.01, seed=3)
+        learner.train(learner.inputs(x), y, 1)
+        learners.append(learner)
+    fused, plain = learners
+    assert int(fused.optimizer.iterations.numpy()) == 40
+    for a, b in zip(fused.optimizer.variables, plain.optimizer.variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
+    for a, b in zip(fused.variables, plain.variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
+    sgd = TransferLearner(
+        _tiny_model(5), 5, keras.optimizers.SGD, linear_probe=linear_probe
+    )
+    amsgrad = TransferLearner(
+        _tiny_model(5),
+        5,
+        lambda **kw: keras.optimizers.Adam(amsgrad=True, **kw),
+        linear_probe=linear_probe,
+    )
+    assert sgd._adam_slots is None and amsgrad._adam_slots is None
+
+
 def test_linear_probing_leaves_the_body_bit_identical(tmp_path):
     model = _tiny_model(5)
     before = [w.copy() for w in model.get_weights()]

@@ -6,7 +6,11 @@ head trains on them; full-model training updates body and head, and the
 body's pretrained weights are restored before every run. The model stays in
 inference mode throughout, as in the reference (frozen BatchNorm statistics).
 Training takes whole slices of a trajectory and runs them as one compiled
-loop of optimizer steps, traced once for all runs and learning rates.
+loop of optimizer steps, traced once for all runs and learning rates. A
+plain Keras Adam is applied with TF's fused `ResourceApplyAdam` kernel (the
+same update, one pass over each variable instead of Keras' ~10 ops): at one
+example per step the optimizer dominates a linear probe's step, and the
+fused kernel made it ~3× faster (issue 7).
 """
 
 import keras
@@ -16,6 +20,7 @@ from keras import ops
 
 from zapkeras import models
 from zapkeras.methods import zapping
+from zapkeras.methods.resets import optimizer_slots
 
 _EVAL_BATCH = 512
 
@@ -25,6 +30,61 @@ def _cross_entropy(y, logits):
     return keras.losses.sparse_categorical_crossentropy(
         y, logits, from_logits=True
     )
+
+
+def _adam_slots(optimizer, variables):
+    """[(variable, momentum, velocity)] when `optimizer` is a plain Keras
+    Adam whose update TF's fused kernel computes exactly, on variables that
+    are not distributed (the kernel writes one copy); else None."""
+    plain = (
+        type(optimizer) is keras.optimizers.Adam
+        and not optimizer.amsgrad
+        and not optimizer.use_ema
+        and all(
+            getattr(optimizer, name) is None
+            for name in (
+                "weight_decay",
+                "clipnorm",
+                "clipvalue",
+                "global_clipnorm",
+                "gradient_accumulation_steps",
+                "loss_scale_factor",
+            )
+        )
+    )
+    if not plain or any(
+        isinstance(v.value, tf.distribute.DistributedValues) for v in variables
+    ):
+        return None
+    slots = []
+    for variable in variables:
+        found = {
+            s.name.rsplit("_", 1)[-1]: s
+            for s in optimizer_slots(optimizer, variable)
+        }
+        slots.append((variable, found["momentum"], found["velocity"]))
+    return slots
+
+
+def _fused_adam_step(optimizer, slots, grads):
+    """Keras Adam's `apply` (t ← t + 1; m ← m + (g − m)(1 − β1);
+    v ← v + (g² − v)(1 − β2); θ ← θ − lr·√(1 − β2ᵗ)/(1 − β1ᵗ)·m/(√v + ε))
+    as one `ResourceApplyAdam` per variable, on Keras' own slots."""
+    step = ops.cast(optimizer.iterations + 1, "float32")
+    for (variable, momentum, velocity), grad in zip(slots, grads):
+        tf.raw_ops.ResourceApplyAdam(
+            var=variable.value.handle,
+            m=momentum.value.handle,
+            v=velocity.value.handle,
+            beta1_power=ops.power(optimizer.beta_1, step),
+            beta2_power=ops.power(optimizer.beta_2, step),
+            lr=ops.cast(optimizer.learning_rate, "float32"),
+            beta1=optimizer.beta_1,
+            beta2=optimizer.beta_2,
+            epsilon=optimizer.epsilon,
+            grad=grad,
+        )
+    optimizer.iterations.assign_add(1)
 
 
 class TransferLearner:
@@ -51,6 +111,7 @@ class TransferLearner:
             self.variables = body.trainable_variables + self.variables
         self.optimizer = optimizer(learning_rate=1e-3)
         self.optimizer.build(self.variables)
+        self._adam_slots = _adam_slots(self.optimizer, self.variables)
         shape = [None, dim] if linear_probe else [None, *model.input.shape[1:]]
         x_spec = tf.TensorSpec(shape, tf.float32)
         y_spec = tf.TensorSpec([None], tf.int32)
@@ -96,7 +157,10 @@ class TransferLearner:
             with tf.GradientTape() as tape:
                 loss = ops.mean(_cross_entropy(yb, self._forward(xb)))
             grads = tape.gradient(loss, self.variables)
-            self.optimizer.apply(grads, self.variables)
+            if self._adam_slots:
+                _fused_adam_step(self.optimizer, self._adam_slots, grads)
+            else:
+                self.optimizer.apply(grads, self.variables)
 
     def logits(self, x):
         return np.concatenate(
