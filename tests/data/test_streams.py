@@ -207,3 +207,13 @@ def test_asb_episodes_are_seeded_and_resume_exactly():
 def test_asb_remember_cannot_exceed_the_data():
     with pytest.raises(UsageError, match="remember = 29 .* 0..28"):
         data.asb_episodes(_indexed([5, 15, 8]), remember=29)
+
+
+def test_training_streams_run_without_the_tf_data_autotuner():
+    pool = _indexed([5, 15, 8])
+    streams = (
+        data.iid_batches(pool, 4, seed=0),
+        data.asb_episodes(pool, inner_steps=3, remember=2),
+    )
+    for stream in streams:
+        assert stream.options().autotune.enabled is False

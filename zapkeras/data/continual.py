@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from zapkeras.data import sources
+from zapkeras.data import streams
 from zapkeras.data.continual_sources import continual_dataset
 from zapkeras.errors import UsageError
 
@@ -108,7 +109,7 @@ class Problem:
             x = tf.gather(images, tf.gather(index, order))
             return self.transform(task, x), tf.gather(labels, order)
 
-        return (
+        return streams.steady(
             tf.data.Dataset.counter(start_epoch)
             .flat_map(epoch)
             .map(gather, num_parallel_calls=tf.data.AUTOTUNE)
@@ -155,7 +156,7 @@ class Problem:
             x = tf.gather(images, idx)
             return self.transform(task, x), y
 
-        return (
+        return streams.steady(
             tf.data.Dataset.counter(start_epoch * steps)
             .map(batch, num_parallel_calls=tf.data.AUTOTUNE)
             .prefetch(tf.data.AUTOTUNE)
