@@ -26,10 +26,10 @@ four measures in PyTorch eager as the reference code does them
 tunables below, in the same run on the same machine. Run it on an idle
 machine: with other work on the cores, PyTorch's OpenMP threads slow down
 by 10-100x (try --torch_threads=1) and TensorFlow's by about 2x.
-TensorFlow's oneDNN kernels are on unless TF_ENABLE_ONEDNN_OPTS=0; the JSON
-records the value ("machine"). The full preset with --baseline=torch
-took 17 minutes here, 6 of them the 600-class transfer evaluated after every
-class.
+zapkeras turns TensorFlow's oneDNN kernels off unless TF_ENABLE_ONEDNN_OPTS
+is set (see zapkeras/__init__.py); the JSON records the value ("machine").
+The full preset with --baseline=torch took 17 minutes here with oneDNN on,
+6 of them the 600-class transfer evaluated after every class.
 
     python tools/benchmark.py [--quick] [--baseline=torch] [--output=PATH]
 """
@@ -357,7 +357,7 @@ def machine():
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
-        "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "on (default)"),
+        "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
     }
 
 
