@@ -9,9 +9,9 @@ import os
 
 os.environ["KERAS_BACKEND"] = "tensorflow"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# TF 2.21's oneDNN kernels corrupt the heap when a conv net's batch size
-# changes between steps (free(): invalid size / SIGSEGV in the warm-start
-# ResNet diagnostics probe, reproduced on 2026-11-23), so they are off
+# TF 2.21's oneDNN kernels corrupt the heap in the warm-start ResNet runs of
+# the test suite (free(): invalid size / SIGSEGV, detected in the
+# diagnostics probe; every time, cause not pinned down), so they are off
 # unless the environment asks for them. TF_ENABLE_ONEDNN_OPTS=1 makes the
 # convnet steps ~2x faster (issue 7, README "Speed"); the frati2024
 # pretraining and transfer paths passed the suite with it on.
