@@ -24,7 +24,6 @@ EMBEDDED_OMNIGLOT = [
     "--gin_param=TRANSFER_LRS = (0.01,)",
     "--gin_param=sequential_transfer.eval_every = 3",
 ]
-CONTINUAL = CONTINUAL_TINY
 RUNS = {
     "iid_zap": [
         "--gin_file=gin/omniglot/iid_zap.gin",
@@ -41,10 +40,10 @@ RUNS = {
         "--gin_param=asb_pretraining.inner_steps = 3",
         "--gin_param=asb_pretraining.remember = 5",
     ],
-    "permuted_swr": ["--gin_file=gin/permuted/swr.gin", *CONTINUAL],
+    "permuted_swr": ["--gin_file=gin/permuted/swr.gin", *CONTINUAL_TINY],
     "class_incremental_hare_tortoise": [
         "--gin_file=gin/class_incremental/hare_tortoise.gin",
-        *CONTINUAL,
+        *CONTINUAL_TINY,
         "--gin_param=WIDTH = 12",
         "--gin_param=class_incremental_tasks.classes_first = 2",
         "--gin_param=class_incremental_tasks.classes_per_task = 2",
