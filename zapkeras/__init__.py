@@ -9,12 +9,10 @@ import os
 
 os.environ["KERAS_BACKEND"] = "tensorflow"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# TF 2.21's oneDNN kernels corrupt the heap in the warm-start ResNet runs of
-# the test suite (free(): invalid size / SIGSEGV, detected in the
-# diagnostics probe; every time, cause not pinned down), so they are off
-# unless the environment asks for them. TF_ENABLE_ONEDNN_OPTS=1 makes the
-# convnet steps ~2x faster (issue 7, README "Speed"); the frati2024
-# pretraining and transfer paths passed the suite with it on.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+# TensorFlow's oneDNN kernels are left at TF's default (on, on Linux x86):
+# they make the convnet steps ~2x faster (README "Speed"). They used to be
+# off here because of a heap corruption in the narrow warm-start ResNets,
+# traced to oneDNN's strided 1x1 conv weight gradient, which
+# models/resnet.py now avoids; TF_ENABLE_ONEDNN_OPTS=0 still turns them off.
 
 __version__ = "0.1.0"

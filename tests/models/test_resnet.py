@@ -79,8 +79,11 @@ def test_projection_shortcuts_are_named_and_only_where_shapes_change():
     ]
     for layer in shortcuts:
         assert isinstance(layer, keras.layers.Conv2D)
-        assert layer.kernel_size == (1, 1) and layer.strides == (2, 2)
+        assert layer.kernel_size == (1, 1) and layer.strides == (1, 1)
         assert not layer.use_bias
+        subsample = model.get_layer(layer.name.replace("shortcut", "subsample"))
+        assert layer.input is subsample.output
+        assert subsample.strides == (2, 2)
         bn = model.get_layer(f"{layer.name}_bn")
         assert isinstance(bn, keras.layers.BatchNormalization)
     # Every main-path conv is followed by its BN (for per-unit chains).
@@ -91,6 +94,32 @@ def test_projection_shortcuts_are_named_and_only_where_shapes_change():
             if layer.name.endswith("_shortcut"):
                 name = f"{layer.name}_bn"
             assert model.get_layer(name).input is layer.output
+
+
+@pytest.mark.parametrize("side", [8, 7])
+def test_projection_shortcut_is_pytorchs_stride_two_1x1_conv(side):
+    """Subsample + 1×1 conv (resnet._subsample: a strided 1×1 conv's weight
+    gradient overruns oneDNN's workspace on narrow inputs) gives PyTorch's
+    strided 1×1 conv and its gradients, on even and odd maps."""
+    keras.utils.set_random_seed(2)
+    model = resnet18(3, input_shape=(side, side, 3), width=2)
+    conv = model.get_layer("stage1_block0_shortcut")
+    start = model.get_layer("stage1_block0_subsample")
+    sub = keras.Model(start.input, conv.output)
+    x = tf.constant(np.random.default_rng(1).normal(size=(2, side, side, 2)))
+    x = tf.cast(x, "float32")
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        got = sub(x)
+        expected = tf.nn.conv2d(x, conv.kernel, strides=2, padding="VALID")
+        weights = tf.reshape(tf.range(got.shape.num_elements()), got.shape)
+        weights = tf.cast(weights, "float32")
+        losses = [tf.reduce_sum(weights * y) for y in (got, expected)]
+    assert got.shape == (2, (side + 1) // 2, (side + 1) // 2, 4)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+    for wrt in (conv.kernel, x):
+        mine, theirs = (tape.gradient(loss, wrt) for loss in losses)
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-5)
 
 
 def test_stride_two_convs_pad_one_pixel_on_every_side_like_pytorch():

@@ -49,9 +49,23 @@ def _conv(x, filters, kernel, stride, init, name):
     )(x)
 
 
+def _subsample(x, stride, name):
+    """Every `stride`-th pixel of `x`, ahead of the 1×1 projection shortcut.
+
+    Subsampling then a stride-1 1×1 conv is the same function, with the same
+    kernel, as PyTorch's stride-s 1×1 conv (it reads only those pixels).
+    The strided conv is avoided because oneDNN 3.7 (TF 2.21,
+    TF_ENABLE_ONEDNN_OPTS=1) computes its weight gradient through a
+    workspace that it overruns when the input has fewer channels than its
+    channel block, 8 on AVX2 and 16 on AVX-512 (oneDNN issue 6035): the
+    heap corruption of the narrow warm-start ResNets.
+    """
+    return keras.layers.MaxPooling2D(1, strides=stride, name=name)(x)
+
+
 def _basic_block(x, filters, stride, init, prefix):
     """One BasicBlock; layers named <prefix>_conv1, _bn1, _relu1, _conv2,
-    _bn2, [_shortcut, _shortcut_bn], _add, _relu2."""
+    _bn2, [[_subsample,] _shortcut, _shortcut_bn], _add, _relu2."""
     y = _conv(x, filters, 3, stride, init, f"{prefix}_conv1")
     y = layers.batch_norm(f"{prefix}_bn1")(y)
     y = keras.layers.ReLU(name=f"{prefix}_relu1")(y)
@@ -59,7 +73,9 @@ def _basic_block(x, filters, stride, init, prefix):
     y = layers.batch_norm(f"{prefix}_bn2")(y)
     shortcut = x
     if stride != 1 or x.shape[-1] != filters:
-        shortcut = _conv(x, filters, 1, stride, init, f"{prefix}_shortcut")
+        if stride != 1:
+            shortcut = _subsample(shortcut, stride, f"{prefix}_subsample")
+        shortcut = _conv(shortcut, filters, 1, 1, init, f"{prefix}_shortcut")
         shortcut = layers.batch_norm(f"{prefix}_shortcut_bn")(shortcut)
     y = keras.layers.Add(name=f"{prefix}_add")([y, shortcut])
     return keras.layers.ReLU(name=f"{prefix}_relu2")(y)
