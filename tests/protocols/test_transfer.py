@@ -51,9 +51,14 @@ def test_per_class_accuracy_and_loss_are_macro_in_order():
     learner = TransferLearner(
         _tiny_model(3), 3, keras.optimizers.Adam, linear_probe=True
     )
-    learner.logits = lambda x: np.eye(3)[[0, 1, 1, 1, 0, 2]] * 50.0
+    # Features one-hot in units 0-2, head = identity there: logits = 50·e_k.
+    kernel = np.zeros(learner.head.kernel.shape, np.float32)
+    kernel[[0, 1, 2], [0, 1, 2]] = 1.0
+    learner.head.kernel.assign(kernel)
+    learner.head.bias.assign(np.zeros(3, np.float32))
+    features = np.eye(kernel.shape[0], dtype=np.float32)[[0, 1, 1, 1, 0, 2]]
     acc, loss = learner.per_class(
-        None, np.array([0, 0, 1, 1, 1, 2]), np.array([2, 0, 1])
+        features * 50.0, np.array([0, 0, 1, 1, 1, 2]), np.array([2, 0, 1])
     )
     np.testing.assert_allclose(acc, [1.0, 0.5, 2 / 3])
     assert loss[0] < 1e-6 and loss[1] == pytest.approx(25.0, rel=1e-3)

@@ -123,6 +123,9 @@ class TransferLearner:
             input_signature=[x_spec, y_spec, tf.TensorSpec([], tf.int32)],
         )
         self._logits = tf.function(self._forward, input_signature=[x_spec])
+        self._scores = tf.function(
+            self._score, input_signature=[x_spec, y_spec]
+        )
 
     def inputs(self, images):
         """What `train` and `predict` take: cached features or images."""
@@ -173,11 +176,25 @@ class TransferLearner:
             ]
         )
 
+    def _score(self, x, y):
+        """Per-example (correct, cross-entropy): only [n] vectors leave the
+        graph, not the [n, classes] logits."""
+        logits = self._forward(x)
+        predicted = tf.argmax(logits, -1, output_type=tf.int32)
+        correct = tf.cast(tf.equal(predicted, y), tf.float32)
+        return correct, _cross_entropy(y, logits)
+
     def per_class(self, x, labels, classes):
         """(accuracy, mean loss) of each class in `classes`, in that order."""
-        logits = self.logits(x)
-        correct = (logits.argmax(-1) == labels).astype(float)
-        losses = np.asarray(_cross_entropy(labels, logits))
+        labels = np.asarray(labels, np.int32)
+        scores = [
+            self._scores(x[i : i + _EVAL_BATCH], labels[i : i + _EVAL_BATCH])
+            for i in range(0, len(x), _EVAL_BATCH)
+        ]
+        correct, losses = (
+            np.concatenate([np.asarray(part[k]) for part in scores])
+            for k in (0, 1)
+        )
         size = int(max(classes.max(), labels.max())) + 1
         counts = np.maximum(np.bincount(labels, minlength=size), 1)[classes]
         accuracy = np.bincount(labels, correct, minlength=size)[classes]

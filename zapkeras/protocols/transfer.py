@@ -69,15 +69,25 @@ class _Transfer:
         )
         self.query = _with_images(query, self.learner.inputs(query.images))
         self.num_classes = pool.num_classes
+        self._trajectory_key = self._trajectory = None
+
+    def trajectory(self, order):
+        """{split: (inputs, labels)} of the classes in `order`, gathered
+        once per trajectory and reused by each of its evaluations."""
+        key = tuple(int(c) for c in order)
+        if self._trajectory_key != key:
+            self._trajectory_key = key
+            self._trajectory = {}
+            for split, data in (("train", self.support), ("test", self.query)):
+                keep = np.isin(data.labels, order)
+                self._trajectory[split] = data.images[keep], data.labels[keep]
+        return self._trajectory
 
     def evaluate(self, order, seen):
         """Per-class accuracies on the trajectory's classes, in order."""
         results = {}
-        for split, images in (("train", self.support), ("test", self.query)):
-            keep = np.isin(images.labels, order)
-            accuracy, _ = self.learner.per_class(
-                images.images[keep], images.labels[keep], order
-            )
+        for split, (x, labels) in self.trajectory(order).items():
+            accuracy, _ = self.learner.per_class(x, labels, order)
             results[f"{split}_accuracy_seen"] = float(accuracy[:seen].mean())
             results[f"{split}_accuracy_all"] = float(accuracy.mean())
             results[f"per_class_{split}_accuracy"] = accuracy
@@ -216,7 +226,6 @@ def sequential_transfer(
         marks = set(at_eval)
         if task_loss_every:
             marks.update(range(task_loss_every, len(y) + 1, task_loss_every))
-        keep = np.isin(t.support.labels, order)
         curve, losses = [], []
         for epoch in range(epochs):
             done = 0
@@ -225,13 +234,8 @@ def sequential_transfer(
                 done = mark
                 step = epoch * len(y) + mark
                 if task_loss_every and mark % task_loss_every == 0:
-                    losses.append(
-                        t.learner.per_class(
-                            t.support.images[keep],
-                            t.support.labels[keep],
-                            order,
-                        )[1]
-                    )
+                    x_seen, y_seen = t.trajectory(order)["train"]
+                    losses.append(t.learner.per_class(x_seen, y_seen, order)[1])
                 if mark in at_eval:
                     seen = at_eval[mark]
                     curve.append(
