@@ -26,10 +26,12 @@ four measures in PyTorch eager as the reference code does them
 tunables below, in the same run on the same machine. Run it on an idle
 machine: with other work on the cores, PyTorch's OpenMP threads slow down
 by 10-100x (try --torch_threads=1) and TensorFlow's by about 2x.
-zapkeras turns TensorFlow's oneDNN kernels off unless TF_ENABLE_ONEDNN_OPTS
-is set (see zapkeras/__init__.py); the JSON records the value ("machine").
-The full preset with --baseline=torch took 17 minutes here with oneDNN on,
-6 of them the 600-class transfer evaluated after every class.
+TensorFlow's oneDNN kernels run as TF's default has them (on, on Linux x86;
+TF_ENABLE_ONEDNN_OPTS=0 turns them off, about halving the conv speed); the
+JSON records that setting and the CPU's vector extensions ("machine"), on
+which oneDNN's kernels depend. The full preset with --baseline=torch took
+17 minutes on a 2-core VM, 6 of them the 600-class transfer evaluated after
+every class.
 
     python tools/benchmark.py [--quick] [--baseline=torch] [--output=PATH]
 """
@@ -357,8 +359,21 @@ def machine():
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
-        "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+        "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "TF default"),
+        "cpu": _cpu(),
     }
+
+
+def _cpu():
+    """The CPU model and its AVX extensions, from /proc/cpuinfo (Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = [line.split(":", 1) for line in f if ":" in line]
+    except OSError:
+        return None
+    info = {key.strip(): value.strip() for key, value in lines}
+    avx = [flag for flag in info.get("flags", "").split() if "avx" in flag]
+    return {"model": info.get("model name"), "avx": sorted(avx)}
 
 
 def report(results):
