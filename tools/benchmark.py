@@ -26,7 +26,7 @@ four measures in PyTorch eager as the reference code does them
 tunables below, in the same run on the same machine. Run it on an idle
 machine: with other work on the cores, PyTorch's OpenMP threads slow down
 by 10-100x (try --torch_threads=1) and TensorFlow's by about 2x.
-TensorFlow's oneDNN kernels run as TF's default has them (on, on Linux x86;
+TensorFlow's oneDNN kernels run as zapkeras sets them (on, on x86;
 TF_ENABLE_ONEDNN_OPTS=0 turns them off, about halving the conv speed); the
 JSON records that setting and the CPU's vector extensions ("machine"), on
 which oneDNN's kernels depend. The full preset with --baseline=torch took

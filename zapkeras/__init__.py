@@ -6,13 +6,17 @@ log unless the user asked for it.
 """
 
 import os
+import platform
 
 os.environ["KERAS_BACKEND"] = "tensorflow"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# TensorFlow's oneDNN kernels are left at TF's default (on, on Linux x86):
-# they make the convnet steps ~2x faster (README "Speed"). They used to be
-# off here because of a heap corruption in the narrow warm-start ResNets,
-# traced to oneDNN's strided 1x1 conv weight gradient, which
-# models/resnet.py now avoids; TF_ENABLE_ONEDNN_OPTS=0 still turns them off.
+# TensorFlow's oneDNN kernels make the convnet steps ~2x faster on x86 CPUs
+# (README "Speed"), but TF 2.21 turns them on by default only on CPUs it
+# deems suited (not, for instance, on AVX2-only AMD EPYC), so zapkeras asks
+# for them on x86; TF_ENABLE_ONEDNN_OPTS=0 still turns them off. They were
+# off here until the heap corruption in the narrow warm-start ResNets was
+# traced to oneDNN's strided 1x1 conv weight gradient (models/resnet.py).
+if platform.machine().lower() in ("x86_64", "amd64"):
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 __version__ = "0.1.0"
