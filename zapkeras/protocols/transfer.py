@@ -234,8 +234,10 @@ def sequential_transfer(
                 done = mark
                 step = epoch * len(y) + mark
                 if task_loss_every and mark % task_loss_every == 0:
-                    x_seen, y_seen = t.trajectory(order)["train"]
-                    losses.append(t.learner.per_class(x_seen, y_seen, order)[1])
+                    x_train, y_train = t.trajectory(order)["train"]
+                    losses.append(
+                        t.learner.per_class(x_train, y_train, order)[1]
+                    )
                 if mark in at_eval:
                     seen = at_eval[mark]
                     curve.append(
