@@ -90,6 +90,17 @@ def _fused_adam_step(optimizer, slots, grads):
     optimizer.iterations.assign_add(1)
 
 
+def _in_chunks(fn, x):
+    """fn over `_EVAL_BATCH`-sized slices of x, concatenated (numpy)."""
+    x = np.asarray(x, np.float32)
+    return np.concatenate(
+        [
+            fn(x[i : i + _EVAL_BATCH]).numpy()
+            for i in range(0, len(x), _EVAL_BATCH)
+        ]
+    )
+
+
 class TransferLearner:
     """A Kaiming-normal head (zero bias) on `model`'s body, and its optimizer.
 
@@ -105,7 +116,6 @@ class TransferLearner:
         dim = body.output.shape[-1]
         self.linear_probe = linear_probe
         self.body = None if linear_probe else body
-        self._features = body
         self._pretrained = [v.numpy() for v in body.weights]
         self.head = keras.layers.Dense(outputs, name="classifier")
         self.head.build((None, dim))
@@ -123,15 +133,19 @@ class TransferLearner:
             input_signature=[x_spec, y_spec, tf.TensorSpec([], tf.int32)],
         )
         self._logits = tf.function(self._forward, input_signature=[x_spec])
+        self._embed = tf.function(
+            lambda images: body(images, training=False),
+            input_signature=[tf.TensorSpec(model.input.shape, tf.float32)],
+        )
         self._scores = tf.function(
             self._score, input_signature=[x_spec, y_spec]
         )
 
     def inputs(self, images):
-        """What `train` and `predict` take: cached features or images."""
-        if self.linear_probe:
-            return self._features.predict(images, _EVAL_BATCH, verbose=0)
-        return images
+        """What `train` and `per_class` take: cached features or images."""
+        if not self.linear_probe:
+            return images
+        return _in_chunks(self._embed, images)
 
     def reset(self, learning_rate, seed):
         """Pretrained body, fresh head and fresh optimizer for a new run."""
@@ -169,12 +183,8 @@ class TransferLearner:
                 self.optimizer.apply(grads, self.variables)
 
     def logits(self, x):
-        return np.concatenate(
-            [
-                self._logits(x[i : i + _EVAL_BATCH]).numpy()
-                for i in range(0, len(x), _EVAL_BATCH)
-            ]
-        )
+        """The head's logits on `inputs(images)`, as a numpy array."""
+        return _in_chunks(self._logits, x)
 
     def _score(self, x, y):
         """Per-example (correct, cross-entropy): only [n] vectors leave the
