@@ -33,7 +33,11 @@ which oneDNN's kernels depend. The full preset with --baseline=torch took
 17 minutes on a 2-core VM, 6 of them the 600-class transfer evaluated after
 every class.
 
-    python tools/benchmark.py [--quick] [--baseline=torch] [--output=PATH]
+`--breakdown` adds where the time goes: each layer's forward + backward
+alone and the probe's Adam update alone (tools/breakdown.py).
+
+    python tools/benchmark.py [--quick] [--baseline=torch] [--breakdown]
+        [--output=PATH]
 """
 
 import dataclasses
@@ -53,6 +57,7 @@ import tensorflow as tf
 from absl import app
 from absl import flags
 
+import breakdown  # tools/breakdown.py  # isort: skip
 from zapkeras import data as data_lib
 from zapkeras.methods import asb
 from zapkeras.models import convnet
@@ -409,6 +414,9 @@ flags.DEFINE_string("output", "runs/benchmark.json", "Where the JSON goes.")
 flags.DEFINE_list(
     "transfer_classes", None, "Override the preset's transfer sizes."
 )
+flags.DEFINE_bool(
+    "breakdown", False, "Also time each layer and the probe's Adam alone."
+)
 flags.DEFINE_integer(
     "torch_threads", 0, "PyTorch threads (0: its default, one per core)."
 )
@@ -439,8 +447,14 @@ def main(argv):
         results["speedup_vs_torch"] = {
             key: results[key] / results["torch"][key] for key in SHARED_KEYS
         }
+    if FLAGS.breakdown:
+        results["breakdown"] = breakdown.measure(
+            s, build_model(s), results["matmul_peak_flops_per_s"]
+        )
     results["wall_seconds"] = time.perf_counter() - started
     print(report(results))
+    if FLAGS.breakdown:
+        print(breakdown.report(results["breakdown"]))
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
     with open(FLAGS.output, "w") as f:
         json.dump(results, f, indent=2)

@@ -1,12 +1,14 @@
 """tools/benchmark.py: the tiny preset yields every JSON key, positive and
 finite; the timed work is the library's own ASB / MetaASB / TransferLearner
 steps, counted by their optimizers; the FLOP count is the reference
-convnet's; the PyTorch baseline runs the same model in a subprocess."""
+convnet's; the PyTorch baseline runs the same model in a subprocess; the
+breakdown (tools/breakdown.py) times every layer and counts its MACs."""
 
 import dataclasses
 import importlib.util
 import math
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -25,7 +27,9 @@ def _load(name):
     return module
 
 
+sys.path.insert(0, os.path.join(_ROOT, "tools"))  # as `python tools/...`
 benchmark = _load("benchmark")
+breakdown = importlib.import_module("breakdown")
 # Seconds, nothing meaningful about speed.
 TINY = dataclasses.replace(
     benchmark.PRESETS["quick"],
@@ -121,6 +125,32 @@ def test_flops_are_the_reference_convnets():
         + 2304 * 963
     )
     assert benchmark.flops_per_image(model) == 6 * macs
+
+
+def test_breakdown_times_every_layer_and_counts_its_macs():
+    model = benchmark.build_model(TINY)
+    result = breakdown.measure(TINY, model, peak=1e9)
+    names = [layer.name for layer in model.layers[1:]]
+    assert list(result["per_batch"]) == [str(TINY.iid_batch), "1"]
+    for costs in result["per_batch"].values():
+        assert [row["layer"] for row in costs["layers"]] == names
+        assert all(_positive_finite(row["ms"]) for row in costs["layers"])
+        rated = {row["layer"] for row in costs["layers"] if row["gflop_per_s"]}
+        assert rated == {"conv0", "conv1", "conv2", "classifier"}
+        assert _positive_finite(costs["model_ms"])
+    # Forward MACs ×3 with the input gradient, ×2 without (first layer).
+    w = TINY.width
+    assert breakdown._backward_macs(model.get_layer("conv0"), False) == (
+        2 * 26 * 26 * w * 9 * 1
+    )
+    assert breakdown._backward_macs(model.get_layer("conv1"), True) == (
+        3 * 11 * 11 * w * 9 * w
+    )
+    assert breakdown._backward_macs(model.get_layer("norm0"), True) == 0
+    probe = result["seq_probe"]
+    assert probe["head"] == [9 * w, max(TINY.classes, TINY.probe_classes)]
+    assert _positive_finite(probe["fused_adam_ms"])
+    assert "conv1" in breakdown.report(result)
 
 
 def test_growth_exponent_of_linear_and_quadratic_times():
