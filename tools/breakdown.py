@@ -117,15 +117,15 @@ def layer_costs(model, batch, peak, calls, repeats):
 
 def probe_costs(s, model, steps):
     """ms per step of the probe's training and of its fused Adam alone."""
-    features = model.get_layer("classifier").kernel.shape[0]
-    learner = learner_lib.TransferLearner(
-        model,
+    head = [
+        model.get_layer("classifier").kernel.shape[0],
         max(s.classes, s.probe_classes),
-        keras.optimizers.Adam,
-        linear_probe=True,
+    ]
+    learner = learner_lib.TransferLearner(
+        model, head[1], keras.optimizers.Adam, linear_probe=True
     )
     rng = np.random.default_rng(s.seed)
-    x = rng.random((steps, features), np.float32)
+    x = rng.random((steps, head[0]), np.float32)
     y = rng.integers(0, s.probe_classes, steps).astype(np.int32)
     grads = [tf.ones_like(v) * 1e-3 for v in learner.variables]
 
@@ -140,7 +140,7 @@ def probe_costs(s, model, steps):
     step = seconds_per_call(lambda: learner.train(x, y, 1), 1, s.repeats)
     adam = seconds_per_call(adam_only, 1, s.repeats)
     return {
-        "head": [features, max(s.classes, s.probe_classes)],
+        "head": head,
         "step_ms": step / steps * 1e3,
         "fused_adam_ms": adam / steps * 1e3,
         "steps_per_s": steps / step,

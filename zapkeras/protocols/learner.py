@@ -90,14 +90,16 @@ def _fused_adam_step(optimizer, slots, grads):
     optimizer.iterations.assign_add(1)
 
 
-def _in_chunks(fn, x):
-    """fn over `_EVAL_BATCH`-sized slices of x, concatenated (numpy)."""
-    x = np.asarray(x, np.float32)
-    return np.concatenate(
-        [
-            fn(x[i : i + _EVAL_BATCH]).numpy()
-            for i in range(0, len(x), _EVAL_BATCH)
-        ]
+def _in_chunks(fn, *arrays):
+    """fn over `_EVAL_BATCH`-sized slices of `arrays`, its output (a tensor
+    or a tuple of them) concatenated along the examples, as numpy."""
+    parts = [
+        fn(*(a[i : i + _EVAL_BATCH] for a in arrays))
+        for i in range(0, len(arrays[0]), _EVAL_BATCH)
+    ]
+    return tf.nest.map_structure(
+        lambda *chunks: np.concatenate([np.asarray(c) for c in chunks]),
+        *parts,
     )
 
 
@@ -145,7 +147,7 @@ class TransferLearner:
         """What `train` and `per_class` take: cached features or images."""
         if not self.linear_probe:
             return images
-        return _in_chunks(self._embed, images)
+        return _in_chunks(self._embed, np.asarray(images, np.float32))
 
     def reset(self, learning_rate, seed):
         """Pretrained body, fresh head and fresh optimizer for a new run."""
@@ -184,7 +186,7 @@ class TransferLearner:
 
     def logits(self, x):
         """The head's logits on `inputs(images)`, as a numpy array."""
-        return _in_chunks(self._logits, x)
+        return _in_chunks(self._logits, np.asarray(x, np.float32))
 
     def _score(self, x, y):
         """Per-example (correct, cross-entropy): only [n] vectors leave the
@@ -197,14 +199,7 @@ class TransferLearner:
     def per_class(self, x, labels, classes):
         """(accuracy, mean loss) of each class in `classes`, in that order."""
         labels = np.asarray(labels, np.int32)
-        scores = [
-            self._scores(x[i : i + _EVAL_BATCH], labels[i : i + _EVAL_BATCH])
-            for i in range(0, len(x), _EVAL_BATCH)
-        ]
-        correct, losses = (
-            np.concatenate([np.asarray(part[k]) for part in scores])
-            for k in (0, 1)
-        )
+        correct, losses = _in_chunks(self._scores, x, labels)
         size = int(max(classes.max(), labels.max())) + 1
         counts = np.maximum(np.bincount(labels, minlength=size), 1)[classes]
         accuracy = np.bincount(labels, correct, minlength=size)[classes]
