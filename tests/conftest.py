@@ -1,8 +1,9 @@
 """Test session set-up: two logical CPU devices, so MirroredStrategy tests
 run real cross-device code paths on a CPU-only machine."""
 
-import zapkeras  # noqa: F401  (forces the TensorFlow backend first)
 import tensorflow as tf
+
+import zapkeras  # noqa: F401  (forces the TensorFlow backend first)
 
 _cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(

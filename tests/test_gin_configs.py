@@ -5,9 +5,9 @@ what it claims to."""
 import glob
 import os
 
-import gin
 import pytest
 
+import gin
 from zapkeras import cli
 
 GIN_ROOT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "gin")

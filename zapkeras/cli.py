@@ -10,9 +10,9 @@ import os
 import sys
 import tokenize
 
-import gin
 from absl import flags
 
+import gin
 from zapkeras.errors import UsageError
 
 flags.DEFINE_multi_string(

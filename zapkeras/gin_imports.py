@@ -6,13 +6,13 @@ broken on TF ≥ 2.16 (ecosystem-notes.md §C.4). Callbacks and Keras classes
 are registered here, not decorated, so the library stays usable without gin.
 """
 
-import gin
 import keras
 
+import gin
 from zapkeras import data  # noqa: F401
-from zapkeras.data import warm_start  # noqa: F401
 from zapkeras import models  # noqa: F401
 from zapkeras import runner  # noqa: F401
+from zapkeras.data import warm_start  # noqa: F401
 from zapkeras.methods import cbp
 from zapkeras.methods import hare_tortoise
 from zapkeras.methods import redo

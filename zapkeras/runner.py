@@ -12,10 +12,10 @@ plots/.
 import dataclasses
 import os
 
-import gin
 import keras
 import tensorflow as tf
 
+import gin
 import zapkeras
 from zapkeras import data as data_lib
 from zapkeras.data import continual as continual_data

@@ -15,12 +15,12 @@ import math
 import os
 import sys
 
-import gin
 import keras_tuner
 from absl import app
 from absl import flags
 from absl import logging
 
+import gin
 from zapkeras import cli
 from zapkeras.errors import UsageError
 from zapkeras.outputs import console

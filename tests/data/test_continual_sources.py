@@ -5,12 +5,12 @@ seeded; mistakes name the setting."""
 
 import os
 
-import gin
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+import gin
 from zapkeras.data import continual_sources
 from zapkeras.errors import UsageError
 

@@ -3,10 +3,10 @@ distinct classes, and a learnable-but-not-trivial difficulty."""
 
 import time
 
-import gin
 import numpy as np
 import pytest
 
+import gin
 from zapkeras import data
 from zapkeras.errors import UsageError
 

@@ -52,6 +52,12 @@ def compiled(build, strategy=None, seed=0, learning_rate=1e-2):
     return model
 
 
+def step_to(method, step):
+    """Runs `method`'s after-step hook as after optimizer step `step`."""
+    method.steps.assign(step - 1)
+    method.on_train_batch_end(step - 1)
+
+
 def fit(model, callbacks, x, y, batch_size=16, epochs=1):
     return model.fit(
         x,

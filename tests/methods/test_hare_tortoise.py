@@ -99,7 +99,7 @@ def test_tortoise_is_the_exact_ema_of_weights_and_bn_statistics():
 )
 def test_hare_becomes_tortoise_only_at_reset_epochs(schedule, resets):
     model = _bn_model()
-    method = HareTortoise(0.9, reset_every_epochs=2, reset_schedule=schedule)
+    method = HareTortoise(0.9, every=(2, "epochs"), reset_schedule=schedule)
     recorder = _Recorder(method)
     _fit(model, [method, recorder], epochs=5)
     assert method.history == resets
@@ -113,7 +113,7 @@ def test_hare_becomes_tortoise_only_at_reset_epochs(schedule, resets):
 
 def test_reset_optimizer_zeroes_the_slots():
     model = _bn_model()
-    method = HareTortoise(0.9, reset_every_epochs=1, reset_optimizer=True)
+    method = HareTortoise(0.9, every=(1, "epochs"), reset_optimizer=True)
     recorder = _Recorder(method)
     _fit(model, [method, recorder], epochs=1)
     _, after = recorder.slots[0]
@@ -160,8 +160,8 @@ def test_tortoise_survives_a_resume(tmp_path):
         str(tmp_path / "ckpt")
     )
     resumed, again = _bn_model(seed=3), HareTortoise(0.9, reset=False)
+    again.set_model(resumed)  # the state exists before it is restored
     tf.train.Checkpoint(model=resumed, **again.checkpoint_items()).read(path)
-    again.set_model(resumed)  # e.g. the protocol tests the tortoise
     for restored, value in zip(again.tortoise_weights, saved):
         np.testing.assert_array_equal(restored.numpy(), value)
 
@@ -169,7 +169,7 @@ def test_tortoise_survives_a_resume(tmp_path):
 def test_settings_are_validated():
     for kwargs, setting in [
         ({"momentum": 1.0}, "momentum"),
-        ({"reset_every_epochs": 0}, "reset_every_epochs"),
+        ({"every": (0, "epochs")}, "every"),
         ({"reset_schedule": "paper"}, "reset_schedule"),
     ]:
         with pytest.raises(UsageError, match=f"HareTortoise.{setting}"):
@@ -188,7 +188,7 @@ def test_mirrored_hare_tortoise_matches_one_device():
         with strategy.scope():
             model = models.mlp(4, input_shape=(6,), width=8, depth=1)
             model.compile(optimizer=keras.optimizers.SGD(0.1), loss=LOSS)
-        method = HareTortoise(0.8, reset_every_epochs=2)
+        method = HareTortoise(0.8, every=(2, "epochs"))
         _fit(model, [method], epochs=3, batch_size=16)
         return model, method
 

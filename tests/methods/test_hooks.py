@@ -8,10 +8,11 @@ import tensorflow as tf
 
 from tests.methods import step_methods as sm
 from zapkeras.errors import UsageError
+from zapkeras.methods import base
 from zapkeras.methods import hooks
 
 
-class Recorder(hooks.StepCallback):
+class Recorder(base.Method):
     """Stores what it observes: a step count, the global gradients, the
     global mean activation of `layer` and the weights it sees."""
 
@@ -167,8 +168,8 @@ def test_usage_errors():
         steps_per_execution=2,
     )
     with pytest.raises(UsageError, match="steps_per_execution=1"):
-        sm.fit(model, [Recorder()], *sm.data(n=32))
+        sm.fit(model, [Recorder(gradients=True)], *sm.data(n=32))
     with pytest.raises(UsageError, match="seed"):
-        hooks.StepCallback(seed=-1)
+        base.Method(seed=-1)
     with pytest.raises(UsageError, match="set_model"):
         Recorder().checkpoint_items()

@@ -38,13 +38,14 @@ def test_batch_statistics_recycle_exactly_the_dead_units():
     x, y = sm.data(n=32)
     plain, model = _dead_units_mlp(), _dead_units_mlp()
     sm.fit(plain, [], x, y)
-    redo = ReDo(2, 0.0, seed=1)
+    redo = ReDo((2, "steps"), 0.0, seed=1)
     sm.fit(model, [redo], x, y)  # recycling after the second step
     assert {k: v.tolist() for k, v in redo.last_dormant.items()} == {
         "dense0": [2, 5],
         "dense1": [],
     }
-    assert redo.last_dormant_fraction == {"threshold": 2 / 16, "zero": 2 / 16}
+    counters = redo.counters()
+    assert counters["dormant_fraction"] == counters["zero_fraction"] == 2 / 16
     want, got = sm.weights(plain), sm.weights(model)
     kernel = "dense0/kernel"
     np.testing.assert_array_equal(
@@ -70,7 +71,7 @@ def test_fixed_batch_statistics_zero_the_moments_of_recycled_entries():
         models.append(model)
     plain, model = models
     sm.fit(plain, [], x, y)
-    redo = ReDo(2, 0.1, statistics=probe, seed=1)
+    redo = ReDo((2, "steps"), 0.1, statistics=probe, seed=1)
     sm.fit(model, [redo], x, y)
     expected = {}
     for name, act in (("dense0", "act0"), ("dense1", "act1")):
@@ -106,7 +107,9 @@ def test_conv_channels_and_their_flattened_outgoing_rows():
     images, labels = images.astype(np.float32), np.arange(8) % 5
     plain, model = sm.convnet(), sm.convnet()
     sm.fit(plain, [], images, labels, batch_size=8)
-    redo = ReDo(1, 1.0, layers=["conv2"], seed=2)  # below-average channels
+    redo = ReDo(
+        (1, "steps"), 1.0, layers=["conv2"], seed=2
+    )  # below-average channels
     sm.fit(model, [redo], images, labels, batch_size=8)
     channels = redo.last_dormant["conv2"]
     assert 0 < channels.size < 4
@@ -127,11 +130,11 @@ def test_same_seed_same_weights_and_replicas_agree():
     x, y = sm.data()
 
     def make():
-        return ReDo(2, 0.5, seed=5)
+        return ReDo((2, "steps"), 0.5, seed=5)
 
     (one, redo1), (two, redo2) = sm.one_vs_two_replicas(sm.mlp, make, x, y)
-    assert redo1.last_dormant_fraction == redo2.last_dormant_fraction
-    assert redo1.last_dormant_fraction["threshold"] > 0
+    assert redo1.counters() == redo2.counters()
+    assert redo1.counters()["dormant_fraction"] > 0
     for path, value in sm.weights(one).items():
         np.testing.assert_allclose(sm.weights(two)[path], value, atol=1e-5)
     again = sm.mlp()
@@ -143,13 +146,13 @@ def test_same_seed_same_weights_and_replicas_agree():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"frequency": 0}, "frequency"),
+        ({"every": (0, "steps")}, "every"),
         ({"threshold": -0.1}, "threshold"),
         ({"statistics": "replay"}, "statistics"),
         ({"seed": 1.5}, "seed"),
     ],
 )
 def test_bad_settings_raise_usage_error(kwargs, match):
-    args = {"frequency": 10, "threshold": 0.025, **kwargs}
+    args = {"every": (10, "steps"), "threshold": 0.025, **kwargs}
     with pytest.raises(UsageError, match=match):
         ReDo(**args)

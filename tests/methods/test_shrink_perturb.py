@@ -11,7 +11,7 @@ import tensorflow as tf
 from tests.methods import step_methods
 from zapkeras import models
 from zapkeras.errors import UsageError
-from zapkeras.methods import cadence
+from zapkeras.methods import base
 from zapkeras.methods import resets
 from zapkeras.methods.shrink_perturb import HeadReset
 from zapkeras.methods.shrink_perturb import ShrinkAndPerturb
@@ -110,12 +110,11 @@ def test_initial_weights_survive_a_resume(tmp_path, fit_again):
     )
     resumed = _compiled(_bn_model(seed=1))
     again = ShrinkAndPerturb(lambda_backbone=0.5)
+    again.set_model(resumed)  # the state exists before it is restored
     checkpoint = tf.train.Checkpoint(model=resumed, **again.checkpoint_items())
     checkpoint.read(path).assert_existing_objects_matched()
     if fit_again:
         _fit(resumed, [again])
-    else:  # a resumed run may end a task without fitting first
-        again.set_model(resumed)
     trained = _weights(resumed)
     again.on_task_end(0)
     kernel = resumed.get_layer("dense0").kernel.numpy()
@@ -130,7 +129,7 @@ def test_noise_injection_has_the_right_std_and_is_seeded():
         _compiled(model, 0.0, keras.optimizers.SGD)  # lr 0: only noise moves
         before = _weights(model)
         snp = ShrinkAndPerturb(
-            interpolate_to=None, noise_std=0.01, every="step", seed=seed
+            interpolate_to=None, noise_std=0.01, every=(1, "steps"), seed=seed
         )
         x = np.zeros((8, 100), np.float32)
         model.fit(x, np.zeros(8), batch_size=8, callbacks=[snp], verbose=0)
@@ -149,7 +148,7 @@ def test_noise_injection_has_the_right_std_and_is_seeded():
 
 def test_shrink_multiplies_every_trainable_weight():
     model = _compiled(_bn_model())
-    snp = ShrinkAndPerturb(0.4, interpolate_to=None, every="epoch")
+    snp = ShrinkAndPerturb(0.4, interpolate_to=None, every=(1, "epochs"))
     recorder = _EpochEndWeights()
     _fit(model, [recorder, snp])
     after = _weights(model)
@@ -221,13 +220,13 @@ def test_head_reset_resample_draws_fresh_kaiming_weights():
         np.testing.assert_array_equal(after[path], value)
 
 
-class _Counter(cadence.Periodic):
+class _Counter(base.Method):
     def __init__(self, every, every_n):
-        super().__init__(every, every_n, "Counter")
-        self.steps = []
+        super().__init__((every_n, every))
+        self.acted = []
 
     def act(self):
-        self.steps.append(int(self.model.optimizer.iterations))
+        self.acted.append(int(self.model.optimizer.iterations))
 
 
 @pytest.mark.parametrize(
@@ -238,11 +237,11 @@ class _Counter(cadence.Periodic):
         ("step", 1, list(range(1, 13))),
     ],
 )
-def test_cadence_counts_global_steps_and_epochs(every, every_n, expected):
+def test_cadence_counts_steps_and_epochs(every, every_n, expected):
     model = _compiled(_bn_model())
     counter = _Counter(every, every_n)
     _fit(model, [counter], epochs=3)  # 4 steps per epoch
-    assert counter.steps == expected
+    assert counter.acted == expected
 
 
 def test_task_cadence_and_steps_per_execution_guard():
@@ -251,10 +250,10 @@ def test_task_cadence_and_steps_per_execution_guard():
     _fit(model, [counter])
     for task in range(4):
         counter.on_task_end(task)
-    assert counter.steps == [4, 4]
+    assert counter.acted == [4, 4]
     model.compile(optimizer="sgd", loss=LOSS, steps_per_execution=2)
     with pytest.raises(UsageError, match="steps_per_execution"):
-        _fit(model, [ShrinkAndPerturb(interpolate_to=None, every="step")])
+        _fit(model, [ShrinkAndPerturb(interpolate_to=None, every=(1, "steps"))])
 
 
 @pytest.mark.parametrize(
@@ -315,9 +314,9 @@ def test_mirrored_matches_one_device_and_keeps_replicas_identical():
             _compiled(model, 0.05, keras.optimizers.SGD)
         methods = [
             ShrinkAndPerturb(
-                interpolate_to=None, noise_std=0.01, every="step", seed=1
+                interpolate_to=None, noise_std=0.01, every=(1, "steps"), seed=1
             ),
-            HeadReset(resample=True, seed=2, every="epoch"),
+            HeadReset(resample=True, seed=2, every=(1, "epochs")),
             ShrinkAndPerturb(lambda_backbone=0.3),
         ]
         _fit(model, methods, epochs=2, batch_size=16)

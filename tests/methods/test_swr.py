@@ -60,7 +60,7 @@ def _set_up(swr, **mlp_args):
 
 
 def test_callback_reinitialises_exactly_the_selected_weights():
-    swr = SelectiveWeightReinit(3, 0.5, reinit="mean", seed=0)
+    swr = SelectiveWeightReinit((3, "steps"), 0.5, reinit="mean", seed=0)
     model = _set_up(swr, layer_norm="pre")
     for variable, utility in zip(swr.variables, swr.utilities):
         values = np.ones(variable.shape, np.float32)
@@ -68,9 +68,9 @@ def test_callback_reinitialises_exactly_the_selected_weights():
         utility.assign(values)
         variable.assign(np.full(variable.shape, 3.0, np.float32))
     before = sm.weights(model)
-    swr.after_step(2)  # not a multiple of 3: nothing happens
+    sm.step_to(swr, 2)  # not a multiple of 3: nothing happens
     assert swr.last_reinitialized == {}
-    swr.after_step(3)
+    sm.step_to(swr, 3)
     after = sm.weights(model)
     means = {"norm0/gamma": 1.0, "norm1/gamma": 1.0}
     for variable in swr.variables:
@@ -82,19 +82,21 @@ def test_callback_reinitialises_exactly_the_selected_weights():
         np.testing.assert_array_equal(
             after[path][~chosen], before[path][~chosen]
         )
-    assert swr.total_reinitialized == sum(swr.last_reinitialized.values())
+    assert swr.counters()["reinitialized"] == sum(
+        swr.last_reinitialized.values()
+    )
 
 
 @pytest.mark.parametrize("layer_norm", ["pre", "reparam"])
 def test_resample_draws_each_tensors_initial_distribution(layer_norm):
-    swr = SelectiveWeightReinit(1, 1e9, utility="magnitude", seed=0)
+    swr = SelectiveWeightReinit((1, "steps"), 1e9, utility="magnitude", seed=0)
     model = sm.compiled(
         lambda: keras.Model(*_wide(layer_norm)), learning_rate=1e-3
     )
     swr.set_model(model)
     for variable in swr.variables:
         variable.assign(np.full(variable.shape, 5.0, np.float32))
-    swr.after_step(1)  # every weight: u ≤ 1e9 · mean(u)
+    sm.step_to(swr, 1)  # every weight: u ≤ 1e9 · mean(u)
     kernel = model.get_layer("wide").kernel.numpy()
     assert abs(kernel.std() / np.sqrt(2 / 64) - 1) < 0.02
     assert abs(kernel.mean()) < 4 * kernel.std() / np.sqrt(kernel.size)
@@ -129,7 +131,7 @@ def test_gradient_utility_is_this_steps_gradient_times_updated_weight():
             keras.losses.sparse_categorical_crossentropy(y, logits, True)
         )
     gradients = tape.gradient(loss, model.trainable_variables)
-    swr = SelectiveWeightReinit(1000, 0.1)
+    swr = SelectiveWeightReinit((1000, "steps"), 0.1)
     sm.fit(model, [swr], x, y)
     for variable, gradient, utility in zip(
         swr.variables, gradients, swr.utilities
@@ -144,9 +146,11 @@ def test_untouched_entries_and_slots_match_a_run_without_swr(reset_optimizer):
     x, y = sm.data(n=32)
     plain, model = sm.mlp(), sm.mlp()
     sm.fit(plain, [], x, y)
-    swr = SelectiveWeightReinit(2, 0.3, reset_optimizer=reset_optimizer)
+    swr = SelectiveWeightReinit(
+        (2, "steps"), 0.3, reset_optimizer=reset_optimizer
+    )
     sm.fit(model, [swr], x, y)  # two steps, SWR after the second
-    assert swr.total_reinitialized > 0
+    assert swr.counters()["reinitialized"] > 0
     expected, got = sm.weights(plain), sm.weights(model)
     slots, got_slots = sm.slots(plain), sm.slots(model)
     for variable, utility in zip(swr.variables, swr.utilities):
@@ -173,13 +177,15 @@ def test_running_utility_decays_and_is_zeroed_after_reinit():
     snap = keras.callbacks.LambdaCallback(
         on_train_batch_end=lambda b, logs: seen.append(sm.weights(model))
     )
-    swr = SelectiveWeightReinit(3, 0.5, utility="magnitude", decay=0.9, seed=0)
+    swr = SelectiveWeightReinit(
+        (3, "steps"), 0.5, utility="magnitude", decay=0.9, seed=0
+    )
     sm.fit(model, [swr, snap], x, y)  # 3 steps; reinit after the third
     head = "classifier/kernel"
     index = [v.path for v in swr.variables].index(head)
     assert swr.last_reinitialized[head] > 0
     assert not swr.utilities[index].numpy().any()
-    swr.frequency = 1000
+    swr.every = (1000, "steps")
     sm.fit(model, [swr, snap], x[:16], y[:16])
     np.testing.assert_allclose(
         swr.utilities[index].numpy(), 0.1 * np.abs(seen[-1][head]), rtol=1e-6
@@ -191,7 +197,9 @@ def test_same_seed_same_weights_other_seed_differs():
 
     def run(seed):
         model = sm.mlp()
-        swr = SelectiveWeightReinit(1, 0.4, pruning="threshold", seed=seed)
+        swr = SelectiveWeightReinit(
+            (1, "steps"), 0.4, pruning="threshold", seed=seed
+        )
         sm.fit(model, [swr], x, y)
         return sm.weights(model)["dense0/kernel"]
 
@@ -207,11 +215,14 @@ def test_one_and_two_replicas_agree(pruning, factor):
     x, y = sm.data()
     (one, swr1), (two, swr2) = sm.one_vs_two_replicas(
         sm.mlp,
-        lambda: SelectiveWeightReinit(2, factor, pruning=pruning, seed=4),
+        lambda: SelectiveWeightReinit(
+            (2, "steps"), factor, pruning=pruning, seed=4
+        ),
         x,
         y,
     )
-    assert swr1.total_reinitialized == swr2.total_reinitialized > 0
+    assert swr1.counters() == swr2.counters()
+    assert swr1.counters()["reinitialized"] > 0
     for path, value in sm.weights(one).items():
         np.testing.assert_allclose(sm.weights(two)[path], value, atol=1e-5)
 
@@ -219,12 +230,18 @@ def test_one_and_two_replicas_agree(pruning, factor):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"frequency": 0, "factor": 0.1}, "frequency"),
-        ({"frequency": 1, "factor": -1}, "factor = -1"),
-        ({"frequency": 1, "factor": 2, "pruning": "proportional"}, "[0, 1]"),
-        ({"frequency": 1, "factor": 0.1, "utility": "random"}, "utility"),
-        ({"frequency": 1, "factor": 0.1, "reinit": "zero"}, "reinit"),
-        ({"frequency": 1, "factor": 0.1, "decay": 1.0}, "decay"),
+        ({"every": (0, "steps"), "factor": 0.1}, "every"),
+        ({"every": (1, "steps"), "factor": -1}, "factor = -1"),
+        (
+            {"every": (1, "steps"), "factor": 2, "pruning": "proportional"},
+            "[0, 1]",
+        ),
+        (
+            {"every": (1, "steps"), "factor": 0.1, "utility": "random"},
+            "utility",
+        ),
+        ({"every": (1, "steps"), "factor": 0.1, "reinit": "zero"}, "reinit"),
+        ({"every": (1, "steps"), "factor": 0.1, "decay": 1.0}, "decay"),
     ],
 )
 def test_bad_settings_raise_usage_error(kwargs, match):
@@ -240,9 +257,9 @@ def test_unknown_initializer_needs_an_override():
 
     model = sm.compiled(build)
     with pytest.raises(UsageError, match="init_distributions.*'o/kernel'"):
-        SelectiveWeightReinit(1, 0.1).set_model(model)
+        SelectiveWeightReinit((1, "steps"), 0.1).set_model(model)
     swr = SelectiveWeightReinit(
-        1, 0.1, init_distributions={"o/kernel": ("normal", 0.0, 0.5)}
+        (1, "steps"), 0.1, init_distributions={"o/kernel": ("normal", 0.0, 0.5)}
     )
     swr.set_model(model)
     assert swr.distributions["o/kernel"] == ("normal", 0.0, 0.5)

@@ -285,7 +285,7 @@ def _zapped_units(spy):
 
 
 def test_callback_zaps_at_start_of_epochs_1_and_2_only():
-    _, spy = _fit(Zapping(every_n_epochs=1, fraction=0.3, seed=3))
+    _, spy = _fit(Zapping(every=(1, "epochs"), fraction=0.3, seed=3))
     units = _zapped_units(spy)
     assert [len(u) for u in units] == [0, 3, 3]
     for before, after in zip(spy.begin, spy.end):
@@ -295,7 +295,7 @@ def test_callback_zaps_at_start_of_epochs_1_and_2_only():
 
 
 def test_callback_history_cadence_and_fraction():
-    zapping = Zapping(every_n_epochs=2, fraction=0.25, seed=1)
+    zapping = Zapping(every=(2, "epochs"), fraction=0.25, seed=1)
     _fit(zapping, epochs=5)
     assert zapping.history == [(2, 2), (4, 2)]  # round(2.5) == 2
     zapping = Zapping(fraction=1e-6, seed=1)
@@ -370,7 +370,7 @@ def test_callback_under_mirrored_strategy_keeps_replicas_identical():
     [
         ({"fraction": 0.0}, "fraction"),
         ({"fraction": 1.5}, "fraction"),
-        ({"every_n_epochs": 0}, "every_n_epochs"),
+        ({"every": (0, "epochs")}, "every"),
         ({"std_mode": "pytorch"}, "std_mode"),
         ({"seed": -1}, "seed"),
     ],

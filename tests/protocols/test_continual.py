@@ -7,12 +7,12 @@ import functools
 import json
 import os
 
-import gin
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import gin
 from tests.cli_utils import read_scalar_tags
 from tests.conftest import MIRRORED_DEVICES
 from zapkeras import distribute
@@ -20,6 +20,7 @@ from zapkeras.data import continual
 from zapkeras.data import warm_start
 from zapkeras.data.continual_sources import continual_dataset
 from zapkeras.errors import UsageError
+from zapkeras.methods import base
 from zapkeras.models import mlp
 from zapkeras.outputs import tensorboard
 from zapkeras.protocols import continual as protocol
@@ -39,7 +40,7 @@ def data():
         gin.clear_config()
 
 
-class Spy(keras.callbacks.Callback):
+class Spy(base.Method):
     """Records the task hooks and the epochs each fit runs, in order."""
 
     def __init__(self):
@@ -195,7 +196,7 @@ def test_class_incremental_masks_unseen_classes(data, tmp_path):
     )
     checks = []
 
-    class Check(keras.callbacks.Callback):
+    class Check(base.Method):
         def on_task_end(self, task):
             tasks = problem(*data, seed=0)
             x, y = tasks.matrix_test(0)

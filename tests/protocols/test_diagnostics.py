@@ -141,27 +141,6 @@ def test_transfer_metrics_with_unmeasured_future_entries():
     assert diagnostics.transfer_metrics([[0.7]]) == {"average_accuracy": 0.7}
 
 
-class _Counting:
-    """Exposes counters the way the method callbacks do."""
-
-    def __init__(self):
-        self.last_reinitialized = {"dense0/kernel": 3, "dense0/bias": 1}
-        self.total_reinitialized = 10
-        self.last_replaced = {"dense0": np.array([4, 7])}
-        self.last_dormant_fraction = {"threshold": 0.25, "zero": 0.125}
-
-
-def test_reinit_counters():
-    counters = diagnostics.reinit_counters([_Counting(), object()])
-    assert counters == {
-        "_Counting/last_reinitialized": 4.0,
-        "_Counting/total_reinitialized": 10.0,
-        "_Counting/last_replaced": 2.0,
-        "_Counting/last_dormant_fraction/threshold": 0.25,
-        "_Counting/last_dormant_fraction/zero": 0.125,
-    }
-
-
 def test_plots_are_png():
     png = diagnostics.plot_task_accuracies(
         {"online": [0.5, None, 0.7], "test": [0.4, 0.5, 0.6]}, "title"

@@ -171,17 +171,3 @@ def test_best_weights_restores_the_best_validation_epoch():
     model.get_layer("classifier").kernel.assign(np.zeros((2, 3)))
     best.restore()
     assert (model.get_layer("classifier").kernel.numpy() == 1.0).all()
-
-
-def test_task_hooks_call_only_defined_hooks_in_order():
-    calls = []
-
-    class Hooked(keras.callbacks.Callback):
-        def on_task_begin(self, task):
-            calls.append(("begin", task, self.model is model))
-
-    model = _model()
-    task_training.task_hooks(
-        [Hooked(), keras.callbacks.Callback()], "on_task_begin", model, 4
-    )
-    assert calls == [("begin", 4, True)]

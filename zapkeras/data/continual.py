@@ -19,10 +19,10 @@ run resumed at any epoch sees the data an uninterrupted run would have.
 
 import dataclasses
 
-import gin
 import numpy as np
 import tensorflow as tf
 
+import gin
 from zapkeras.data import sources
 from zapkeras.data import streams
 from zapkeras.data.continual_sources import continual_dataset

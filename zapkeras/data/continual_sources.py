@@ -12,11 +12,11 @@ with the paths searched.
 import dataclasses
 import os
 
-import gin
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+import gin
 from zapkeras.data import sources
 from zapkeras.errors import UsageError
 

@@ -13,9 +13,9 @@ renders a whole chunk of images.
 
 import math
 
-import gin
 import numpy as np
 
+import gin
 from zapkeras.data import sources
 from zapkeras.errors import UsageError
 

@@ -11,11 +11,11 @@ import dataclasses
 import os
 import zipfile
 
-import gin
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+import gin
 from zapkeras.errors import UsageError
 
 _IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")

@@ -12,9 +12,9 @@ phase is tested on the whole clean test set, and by default a fresh
 network trained on the final phase gives the generalisation gap.
 """
 
-import gin
 import numpy as np
 
+import gin
 from zapkeras.data import continual
 from zapkeras.errors import UsageError
 

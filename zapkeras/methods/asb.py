@@ -32,7 +32,7 @@ import tensorflow as tf
 from keras import ops
 
 from zapkeras.errors import UsageError
-from zapkeras.methods import resets
+from zapkeras.methods import hooks
 from zapkeras.methods.zapping import zap as zap_units
 
 EPISODE_KEYS = ("inner_x", "inner_y", "remember_x", "remember_y")
@@ -66,21 +66,6 @@ def _cross_entropy(y, logits):
     )
 
 
-def _assign(variables, values):
-    """variables ← values alike on every replica (ecosystem-notes §0 item 1).
-
-    From replica context this goes through `merge_call` with the first
-    replica's values; all replicas compute the same values anyway.
-    """
-
-    def write(*values):
-        for variable, value in zip(variables, values):
-            variable.assign(value)
-
-    if variables:
-        resets.in_cross_replica_context(write, *values)
-
-
 def _inner_index(model, inner_variables):
     """Indices into `model.trainable_variables` of the inner-loop weights."""
     trainable = model.trainable_variables
@@ -106,7 +91,7 @@ def _inner_index(model, inner_variables):
     return tuple(chosen)
 
 
-class ASB(keras.Model):
+class ASB(hooks.Trainer, keras.Model):
     """Alternating Sequential and Batch learning (frati2024 Alg. 1, line 17).
 
     Wraps a built classifier `model` whose logits layer is named
@@ -186,6 +171,11 @@ class ASB(keras.Model):
         self.built = True
 
     @property
+    def method_target(self):
+        """Methods observe and reset the wrapped classifier."""
+        return self.model
+
+    @property
     def metrics(self):
         return list(self._trackers)
 
@@ -261,21 +251,23 @@ class ASB(keras.Model):
                         theta0, state0, inner_x, inner_y
                     )
                 tape.watch(theta)
-            logits, _ = self.model.stateless_call(
-                theta, state_k, x, training=True
-            )
+            logits, taps, _ = hooks.stateless_forward(self, theta, state_k, x)
             share = ops.sum(_cross_entropy(y, logits)) / ops.cast(
                 total, logits.dtype
             )
             scaled = self.optimizer.scale_loss(share)
         grads = tape.gradient(scaled, theta0 if self._meta else theta)
         if self._meta:
-            _assign(state, state_k)
+            hooks.assign_all(state, state_k)
         else:
             inner = [trainable[i] for i in self._inner_index]
             fast = [theta[i] for i in self._inner_index]
-            _assign(inner + state, fast + state_k)
+            hooks.assign_all(inner + state, fast + state_k)
         self.optimizer.apply_gradients(zip(grads, trainable))
+        reduced = None
+        if hooks.gradients_needed(self):
+            reduced = hooks.global_gradients(self.optimizer, grads)
+        hooks.notify(self, hooks.StepData(x, y, None, trainable, reduced, taps))
         hits = ops.equal(ops.cast(ops.argmax(logits, -1), y.dtype), y)
         correct = ops.sum(ops.cast(hits, "float32"))
         outer_loss, accuracy = tf.distribute.get_replica_context().all_reduce(

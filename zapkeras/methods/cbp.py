@@ -40,6 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 from zapkeras.errors import UsageError
+from zapkeras.methods import base
 from zapkeras.methods import hooks
 from zapkeras.methods import inits
 from zapkeras.methods import units as units_lib
@@ -55,8 +56,11 @@ def _outgoing_magnitude(unit):
     return tf.reduce_mean(tf.abs(view), axis=[0, 2])
 
 
-class ContinualBackprop(hooks.StepCallback):
-    """CBP as a Keras callback for any `model.fit` (SPEC §5).
+class ContinualBackprop(base.Method):
+    """CBP as a method for any trainer (plain `fit`, ASB, MetaASB).
+
+    Under ASB/MetaASB the activations are those of the outer step's meta
+    batch and replacement follows the outer step.
 
     Args:
       replacement_rate: rr, the fraction of eligible units replaced per
@@ -75,9 +79,12 @@ class ContinualBackprop(hooks.StepCallback):
       layers: names of the hidden layers to act on; None finds them all
         (see `zapkeras.methods.units`).
 
-    `last_replaced` maps layer names to the unit indices replaced after
-    the last step; `total_replaced` counts them over the run.
+    Counter: `replaced` (units, over the run). `last_replaced` maps layer
+    names to the unit indices replaced after the last step.
     """
+
+    name = "cbp"
+    counter_names = ("replaced",)
 
     def __init__(
         self,
@@ -92,7 +99,7 @@ class ContinualBackprop(hooks.StepCallback):
         seed=None,
         layers=None,
     ):
-        super().__init__(seed)
+        super().__init__(None, seed)
         valid = {
             "replacement_rate": 0.0 <= replacement_rate <= 1.0,
             "maturity_threshold": maturity_threshold >= 0,
@@ -127,7 +134,6 @@ class ContinualBackprop(hooks.StepCallback):
         self.incoming_init = incoming_init
         self.layers = layers
         self.last_replaced = {}
-        self.total_replaced = 0
 
     def build(self, model):
         self.units = units_lib.unit_layers(
@@ -183,7 +189,7 @@ class ContinualBackprop(hooks.StepCallback):
             if chosen.size:
                 self._replace(unit, chosen)
                 self.last_replaced[unit.name] = chosen
-                self.total_replaced += chosen.size
+                self.count("replaced", chosen.size)
 
     def _choose(self, unit, rng):
         """Indices of the units of `unit` to replace after this step."""
@@ -225,7 +231,7 @@ class ContinualBackprop(hooks.StepCallback):
             unit,
             mask,
             self._incoming(unit),
-            optimizer=self.model.optimizer if self.reset_optimizer else None,
+            optimizer=self.optimizer if self.reset_optimizer else None,
             norms=True,
             shift=shift,
         )
@@ -236,7 +242,7 @@ class ContinualBackprop(hooks.StepCallback):
     def _incoming(self, unit):
         kernel = unit.layer.kernel
         if self.incoming_init == "layer":
-            distribution = inits.of_variable(self.model, kernel)
+            distribution = inits.of_variable(self.target, kernel)
         else:
             fan_in = math.prod(kernel.shape[:-1])
             if len(kernel.shape) == 2:  # Dense: Kaiming-uniform

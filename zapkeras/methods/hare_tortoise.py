@@ -23,7 +23,7 @@ import tensorflow as tf
 from keras import ops
 
 from zapkeras.errors import UsageError
-from zapkeras.methods import cadence
+from zapkeras.methods import base
 from zapkeras.methods import resets
 
 RESET_SCHEDULES = ("reference", "every")
@@ -95,13 +95,17 @@ class ExponentialAverage:
         ]
 
 
-class HareTortoise(keras.callbacks.Callback):
-    """Hare & Tortoise (lee2024 Alg. 1) as a callback on the hare's `fit`.
+class HareTortoise(base.Method):
+    """Hare & Tortoise (lee2024 Alg. 1) as a method on any trainer.
+
+    Under ASB/MetaASB the hare is the wrapped classifier and the tortoise
+    the EMA of its weights after each outer step (for MetaASB: of θ_0).
 
     Args:
       momentum: μ of the tortoise EMA, in [0, 1); 0.999 (lee2024).
-      reset_every_epochs: r, the reset period in epochs of each fit (one
-        fit per task in the continual protocol); 10 (lee2024).
+      every: (r, unit), the reset period; (10, 'epochs') (lee2024), epochs
+        of each fit (one fit per task in the continual protocol).
+        `reset_every_epochs=r` is the deprecated spelling.
       reset: False gives the EMA baseline (no resets; evaluate the
         tortoise).
       reset_schedule: 'reference' (default) resets after epochs e with
@@ -114,27 +118,36 @@ class HareTortoise(keras.callbacks.Callback):
         evaluated after every epoch and its metrics are added to the logs
         as `tortoise_<name>` (e.g. tortoise_accuracy).
 
-    The tortoise is created at the first `on_train_begin` from the hare's
-    weights at that time; `checkpoint_items()` saves it with the run.
-    `history` lists the epochs after which the hare was reset. Needs
-    `steps_per_execution=1` (one update per optimizer step).
+    The tortoise is created when the method first sees the model (the
+    start of `fit`) from the hare's weights then; `checkpoint_items()`
+    saves it with the run. `history` lists the epochs after which the hare
+    was reset; counter `resets`. `eval_models()` gives the tortoise.
     """
+
+    name = "hare_tortoise"
+    counter_names = ("resets",)
 
     def __init__(
         self,
         momentum=0.999,
-        reset_every_epochs=10,
+        every=None,
         reset=True,
         *,
         reset_schedule="reference",
         reset_optimizer=False,
         validation_data=None,
+        reset_every_epochs=None,
     ):
-        super().__init__()
-        _check_momentum(momentum, "HareTortoise.momentum")
-        cadence.check_count(
-            reset_every_epochs, "HareTortoise.reset_every_epochs"
+        every = base.deprecated_every(
+            "HareTortoise",
+            every,
+            "reset_every_epochs",
+            reset_every_epochs,
+            "epochs",
+            (10, "epochs"),
         )
+        super().__init__(every)
+        _check_momentum(momentum, "HareTortoise.momentum")
         if reset_schedule not in RESET_SCHEDULES:
             raise UsageError(
                 f"HareTortoise.reset_schedule = {reset_schedule!r}; use "
@@ -142,90 +155,81 @@ class HareTortoise(keras.callbacks.Callback):
                 "(after every r epochs)."
             )
         self.momentum = float(momentum)
-        self.reset_every_epochs = reset_every_epochs
         self.reset = bool(reset)
         self.reset_schedule = reset_schedule
+        self.phase = 1 if reset_schedule == "reference" else 0
         self.reset_optimizer = bool(reset_optimizer)
         self.validation_data = validation_data
         self.history = []
-        self._state = tf.Module(name="HareTortoise_state")
         self._tortoise = None
+        self._clone = None
+
+    def build(self, model):
+        self._tortoise = ExponentialAverage(model, self.momentum)
         self._clone = None
 
     def checkpoint_items(self):
         """Trackables to save with the run: the tortoise weights."""
-        return {"HareTortoise": self._state}
+        return {**super().checkpoint_items(), "tortoise": self.tortoise_weights}
 
     @property
     def tortoise_weights(self):
         """The tortoise's variables, in `model.weights` order."""
-        self._require_tortoise()
-        return list(self._tortoise.variables)
-
-    def _require_tortoise(self):
-        """Creates the tortoise from the model's weights if not yet made.
-
-        On a resumed run the checkpointed tortoise then replaces them.
-        """
-        if self._tortoise is not None:
-            return
-        if self.model is None:
+        if self._tortoise is None:
             raise UsageError(
                 "HareTortoise has no tortoise yet; it is created when "
                 "model.fit(callbacks=[...]) starts (or call set_model)."
             )
-        self._tortoise = ExponentialAverage(self.model, self.momentum)
-        self._state.tortoise = self._tortoise.variables
+        return list(self._tortoise.variables)
 
-    def on_train_begin(self, logs=None):
-        cadence.check_steps_per_execution(self.model, "HareTortoise")
-        self._require_tortoise()
-
-    def on_train_batch_end(self, batch, logs=None):
+    def after_step(self, step):
         self._tortoise.update()
 
+    def act(self):
+        if not self.reset:
+            return
+        self._tortoise.copy_to_model()
+        if self.reset_optimizer:
+            for variable in self.target.trainable_variables:
+                resets.reset_slots(self.optimizer, variable, True)
+        self.history.append(self.moment)
+        self.count("resets")
+
     def on_epoch_end(self, epoch, logs=None):
-        r = self.reset_every_epochs
-        due = (
-            epoch % r == 0
-            if self.reset_schedule == "reference"
-            else ((epoch + 1) % r == 0)
-        )
-        if self.reset and due:
-            self._tortoise.copy_to_model()
-            if self.reset_optimizer:
-                for variable in self.model.trainable_variables:
-                    resets.reset_slots(self.model.optimizer, variable, True)
-            self.history.append(epoch)
+        super().on_epoch_end(epoch, logs)
         if self.validation_data is not None and logs is not None:
             data = self.validation_data
             x, y = data if isinstance(data, tuple) else (data, None)
             results = self.evaluate_tortoise(x, y)
             logs.update({f"tortoise_{k}": v for k, v in results.items()})
 
-    def tortoise_model(self):
-        """A clone of the model holding the current tortoise weights.
+    def eval_models(self):
+        return {"tortoise": self.tortoise_model()}
 
-        Built once (under the model's strategy scope, compiled like the
-        model when it is compiled), refreshed on every call. Needs a
+    def tortoise_model(self):
+        """A clone of the target holding the current tortoise weights.
+
+        Built once (under the target's strategy scope, compiled like the
+        target when it is compiled), refreshed on every call. Needs a
         functional or Sequential model (`keras.models.clone_model`).
         """
-        self._require_tortoise()
+        weights = self.tortoise_weights
+        model = self.target
         if self._clone is None:
-            with self.model.distribute_strategy.scope():
-                clone = keras.models.clone_model(self.model)
-                config = self.model.get_compile_config()
+            with model.distribute_strategy.scope():
+                clone = keras.models.clone_model(model)
+                config = model.get_compile_config()
                 if config:
                     clone.compile_from_config(config)
             shapes = [tuple(w.shape) for w in clone.weights]
-            if shapes != [tuple(w.shape) for w in self._tortoise.variables]:
+            if shapes != [tuple(w.shape) for w in weights]:
                 raise UsageError(
-                    f"HareTortoise: a clone of model {self.model.name!r} "
+                    f"HareTortoise: a clone of model {model.name!r} "
                     "has other weights; use a functional or Sequential "
                     "model."
                 )
             self._clone = clone
-        for target, value in zip(self._clone.weights, self._tortoise.variables):
+        for target, value in zip(self._clone.weights, weights):
             target.assign(value)
         return self._clone
 

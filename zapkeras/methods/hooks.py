@@ -1,51 +1,52 @@
-"""How a callback sees this step's gradients and hidden activations.
+"""The trainer contract: what every trainer shows the methods after a step.
 
 SWR needs each step's gradients, CBP and ReDo the hidden activations
-(hernandez-garcia2025 Alg. 1; reference-implementations.md §2, §4–5), but
-a Keras callback sees neither. `install` replaces the model's `train_step`
-(an instance attribute, so a plain Keras model in the user's own
-`model.fit` works) with Keras' own TF step (keras/src/backend/tensorflow/
-trainer.py: forward with training=True, `compute_loss`, tape gradient,
-`apply_gradients`, loss tracker and metrics alike) that also runs one
-multi-output functional model sharing the layers, to get the outputs of
-the layers observers asked for, and then, after the optimizer step, calls
-every observer's `observe(StepData)` in replica context with the
-all-reduced (global mean) gradients and this replica's activations.
+(hernandez-garcia2025 Alg. 1; Dohare et al. 2024; Sokar et al. 2023), but a
+Keras callback sees neither. Every trainer therefore hands its observers a
+`StepData` after the update it applied:
 
-Observers write statistics with `assign_all` into variables created by
-`StepCallback.add_state` (aggregation "only_first_replica"), so replicas
-agree; weights are only reset in `on_train_batch_end` (cross-replica
-context), never inside the step (ecosystem-notes.md §0 item 1). tf.cond
-around a synchronisation point fails under MirroredStrategy, so observers
-compute their statistics every step, unconditionally; asking for
-gradients costs one extra all-reduce of the gradients per step. The hook
-stays installed after `fit`, so later fits reuse the traced step (one
-`fit` per task would otherwise retrace every task) and its observers keep
-their statistics current even in a fit that does not list them;
-`uninstall` detaches an observer.
+- a plain Keras model (any `model.fit`, including the continual protocol's
+  one fit per task): `install` replaces its `train_step` (an instance
+  attribute) with Keras' own TF step (forward with training=True, compiled
+  loss, tape gradient, `apply_gradients`, loss tracker and metrics) that
+  also returns the observed layers' outputs from the same forward pass;
+- a `Trainer` (ASB, MetaASB and their ANML/OML variants) calls
+  `stateless_forward` for the loss of the update it applies and `notify`
+  after it: the gradients of that outer step and the observed layers'
+  outputs on its meta batch.
+
+Either way the model that methods read and reset is `target(trainer)`: the
+plain model itself, or the classifier a Trainer wraps, never the wrapper.
+Observers run in replica context with the all-reduced (global mean)
+gradients and this replica's activations; they write statistics with
+`assign_all` (one value on every replica) and reset weights only from
+callback hooks, in cross-replica context. tf.cond around a synchronisation
+point fails under MirroredStrategy, so observers compute their statistics
+every step, unconditionally. The hook stays installed after `fit`, so later
+fits reuse the traced step; `uninstall` detaches an observer.
 """
 
 import typing
 import warnings
 
 import keras
-import numpy as np
 import tensorflow as tf
-from keras.src.losses.loss import unscale_loss_for_distribution
 
+from zapkeras import compat
 from zapkeras.errors import UsageError
 from zapkeras.methods import resets
 
-_ATTR = "_zapkeras_step_hook"
+_ATTR = "_zapkeras_step_observers"
 
 
 class StepData(typing.NamedTuple):
     """What observers see after the optimizer step.
 
-    variables: model.trainable_weights (already updated); gradients: the
-    global mean gradients, aligned with `variables` (None entries where a
-    variable got none), or None when no observer asked for them;
-    activations: {layer name: this replica's output of that layer}.
+    variables: the target's trainable weights (already updated);
+    gradients: the global mean gradients of the applied update, aligned
+    with `variables` (None entries where a variable got none), or None when
+    no observer asked for them; activations: {layer name: this replica's
+    output of that layer on the step's batch}.
     """
 
     x: typing.Any
@@ -56,54 +57,106 @@ class StepData(typing.NamedTuple):
     activations: dict
 
 
-class _Hook:
-    """The observers of one model and the train_step that feeds them."""
+class Trainer:
+    """Mixin of Keras models that train another model, `method_target`.
 
-    def __init__(self, model):
-        self.model = model
+    Such a trainer feeds observers itself (`stateless_forward`, `notify`),
+    so `install` leaves its `train_step` alone.
+    """
+
+    @property
+    def method_target(self):
+        raise NotImplementedError
+
+
+def target(trainer):
+    """The model whose layers methods observe and whose weights they reset."""
+    return trainer.method_target if isinstance(trainer, Trainer) else trainer
+
+
+class _Observers:
+    """The observers of one trainer and the tap model that feeds them."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.target = target(trainer)
         self.observers = []
         self.layers = []
         self.tap = None
+        self._order = None
 
     def refresh(self):
         layers = {}
         for observer in self.observers:
             layers.update((id(layer), layer) for layer in observer.observed)
         self.layers = list(layers.values())
-        self.tap = None
-        if self.layers:
-            model = getattr(self.model, "_functional", None) or self.model
-            self.tap = keras.Model(
-                model.input,
-                [model._outputs_struct, [lay.output for lay in self.layers]],
+        self.tap = self._order = None
+        if not self.layers:
+            return
+        model = self.target
+        if compat.functional(model) is None:
+            raise UsageError(
+                f"model {model.name!r} is not a built functional or "
+                "Sequential model; methods that read hidden activations "
+                "need its layer graph: build it from keras.Input."
             )
+        self.tap = keras.Model(
+            compat.functional(model).input,
+            [
+                compat.output_structure(model),
+                [layer.output for layer in self.layers],
+            ],
+        )
+        # The tap shares the target's variables; map the target's order.
+        position = {
+            id(v): i for i, v in enumerate(self.tap.trainable_variables)
+        }
+        state = {
+            id(v): i for i, v in enumerate(self.tap.non_trainable_variables)
+        }
+        self._order = (
+            [position[id(v)] for v in model.trainable_variables],
+            [state[id(v)] for v in model.non_trainable_variables],
+        )
 
     def gradients_needed(self):
         return any(observer.gradients_needed for observer in self.observers)
 
+    def named(self, taps):
+        return {layer.name: tap for layer, tap in zip(self.layers, taps)}
+
+    def stateless_forward(self, trainable, non_trainable, x, training=True):
+        """target.stateless_call plus the observed outputs."""
+        if self.tap is None:
+            y_pred, state = self.target.stateless_call(
+                trainable, non_trainable, x, training=training
+            )
+            return y_pred, {}, state
+        order_t, order_s = self._order
+        tap_t, tap_s = [None] * len(order_t), [None] * len(order_s)
+        for value, i in zip(trainable, order_t):
+            tap_t[i] = value
+        for value, i in zip(non_trainable, order_s):
+            tap_s[i] = value
+        (y_pred, taps), tap_state = self.tap.stateless_call(
+            tap_t, tap_s, x, training=training
+        )
+        state = [tap_state[i] for i in order_s]
+        return y_pred, self.named(taps), state
+
     def train_step(self, data):
-        model = self.model
+        """Keras' TF train_step, plus the observers (module docstring)."""
+        model = self.trainer
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         taps = []
         with tf.GradientTape() as tape:
             if self.tap is not None:
                 y_pred, taps = self.tap(x, training=True)
-            elif model._call_has_training_arg:
-                y_pred = model(x, training=True)
             else:
-                y_pred = model(x)
-            loss = model._compute_loss(
-                x=x,
-                y=y,
-                y_pred=y_pred,
-                sample_weight=sample_weight,
-                training=True,
-            )
+                y_pred = compat.call_for_training(model, x)
+            loss = compat.compute_loss(model, x, y, y_pred, sample_weight)
             first = next(i for i in keras.tree.flatten(x) if i is not None)
-            model._loss_tracker.update_state(
-                unscale_loss_for_distribution(loss),
-                sample_weight=tf.shape(first)[0],
-            )
+            compat.track_loss(model, loss, tf.shape(first)[0])
             if model.optimizer is not None:
                 loss = model.optimizer.scale_loss(loss)
         variables = model.trainable_weights
@@ -112,23 +165,49 @@ class _Hook:
             gradients = tape.gradient(loss, variables)
             model.optimizer.apply_gradients(zip(gradients, variables))
             if self.gradients_needed():
-                reduced = _global_gradients(model.optimizer, gradients)
+                reduced = global_gradients(model.optimizer, gradients)
         else:
             warnings.warn("The model does not have any trainable weights.")
-        step = StepData(
-            x,
-            y,
-            sample_weight,
-            variables,
-            reduced,
-            {layer.name: tap for layer, tap in zip(self.layers, taps)},
+        self.notify(
+            StepData(x, y, sample_weight, variables, reduced, self.named(taps))
         )
-        for observer in self.observers:
-            observer.observe(step)
         return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
+    def notify(self, step):
+        for observer in self.observers:
+            observer.observe(step)
 
-def _global_gradients(optimizer, gradients):
+
+def _observers(trainer):
+    return trainer.__dict__.get(_ATTR)
+
+
+def stateless_forward(trainer, trainable, non_trainable, x, training=True):
+    """For Trainers: the target's forward at the given weights, returning
+    (outputs, {observed layer name: output}, new non-trainable state)."""
+    hub = _observers(trainer)
+    if hub is None:
+        y_pred, state = target(trainer).stateless_call(
+            trainable, non_trainable, x, training=training
+        )
+        return y_pred, {}, state
+    return hub.stateless_forward(trainable, non_trainable, x, training)
+
+
+def gradients_needed(trainer):
+    """Whether any observer of `trainer` reads the step's gradients."""
+    hub = _observers(trainer)
+    return hub is not None and hub.gradients_needed()
+
+
+def notify(trainer, step):
+    """For Trainers: hands `step` (a StepData) to the observers."""
+    hub = _observers(trainer)
+    if hub is not None:
+        hub.notify(step)
+
+
+def global_gradients(optimizer, gradients):
     """Sum over replicas of the (already 1/replicas-scaled) gradients."""
     present = [g for g in gradients if g is not None]
     context = tf.distribute.get_replica_context()
@@ -141,41 +220,52 @@ def _global_gradients(optimizer, gradients):
     return [None if g is None else next(it) for g in gradients]
 
 
-def install(model, observer):
-    """Lets `observer` see every training step of `model` (idempotent).
+def install(trainer, observer):
+    """Lets `observer` see every training step of `trainer` (idempotent).
 
-    The observer provides `observed` (layers whose outputs it wants),
-    `gradients_needed` (bool) and `observe(step_data)`.
+    The observer provides `observed` (layers of the target whose outputs
+    it wants), `gradients_needed` (bool) and `observe(step_data)`. A model
+    with its own `train_step` that is not a `Trainer` cannot be observed.
     """
-    hook = model.__dict__.get(_ATTR)
-    if hook is None:
-        hook = _Hook(model)
-        object.__setattr__(model, _ATTR, hook)
-        object.__setattr__(model, "train_step", hook.train_step)
-    if observer in hook.observers:
+    hub = _observers(trainer)
+    if hub is None:
+        own_step = type(trainer).train_step is not keras.Model.train_step
+        if own_step and not isinstance(trainer, Trainer):
+            raise UsageError(
+                f"{type(observer).__name__} reads each training step, but "
+                f"{type(trainer).__name__} {trainer.name!r} has its own "
+                "train_step; fit a plain Keras model, ASB or MetaASB, or "
+                "call zapkeras.methods.hooks.notify from that train_step."
+            )
+        hub = _Observers(trainer)
+        object.__setattr__(trainer, _ATTR, hub)
+        if not isinstance(trainer, Trainer):
+            object.__setattr__(trainer, "train_step", hub.train_step)
+    if observer in hub.observers:
         return
-    hook.observers.append(observer)
-    hook.refresh()
-    model.train_function = None  # retrace with the new step
+    hub.observers.append(observer)
+    hub.refresh()
+    trainer.train_function = None  # retrace with the new step
 
 
-def uninstall(model, observer):
-    """Detaches `observer`; the last one restores Keras' own train_step."""
-    hook = model.__dict__.get(_ATTR)
-    if hook is None or observer not in hook.observers:
+def uninstall(trainer, observer):
+    """Detaches `observer`; the last one restores the trainer's own step."""
+    hub = _observers(trainer)
+    if hub is None or observer not in hub.observers:
         return
-    hook.observers.remove(observer)
-    hook.refresh()
-    if not hook.observers:
-        object.__delattr__(model, _ATTR)
-        object.__delattr__(model, "train_step")
-    model.train_function = None
+    hub.observers.remove(observer)
+    hub.refresh()
+    if not hub.observers:
+        object.__delattr__(trainer, _ATTR)
+        if "train_step" in trainer.__dict__:
+            object.__delattr__(trainer, "train_step")
+    trainer.train_function = None
 
 
-def observers(model):
-    """The observers installed on `model`."""
-    hook = model.__dict__.get(_ATTR)
-    return list(hook.observers) if hook else []
+def observers(trainer):
+    """The observers installed on `trainer`."""
+    hub = _observers(trainer)
+    return list(hub.observers) if hub else []
 
 
 def assign_all(variables, values):
@@ -209,100 +299,3 @@ def global_unit_means(tensors):
             tf.distribute.ReduceOp.SUM, (sums, counts)
         )
     return [s / c for s, c in zip(sums, counts)]
-
-
-class StepCallback(keras.callbacks.Callback):
-    """Base of the callbacks that act after training steps (SWR, CBP, ReDo).
-
-    On `set_model` (once per model) it creates, under the model's strategy
-    scope, a step counter, a `keras.random.SeedGenerator(seed)` for fresh
-    draws and the subclass's state (`build`, using `add_state`), then
-    installs itself as an observer if it wants gradients or activations.
-    After each step `after_step(step)` runs in cross-replica context with
-    the 1-based number of steps taken under this callback. Everything that
-    a resumed run needs is in `checkpoint_items()` (for tf.train.Checkpoint).
-    """
-
-    observed = ()
-    gradients_needed = False
-
-    def __init__(self, seed):
-        super().__init__()
-        if seed is not None and not (
-            isinstance(seed, (int, np.integer)) and seed >= 0
-        ):
-            raise UsageError(
-                f"{type(self).__name__}.seed = {seed!r}; use a non-negative "
-                "integer (or None for 0)."
-            )
-        self.seed = None if seed is None else int(seed)
-        self._state_model = None
-        self._state = {}
-
-    def add_state(self, name, value, dtype="float32"):
-        """A state variable (only_first_replica), kept for checkpoints."""
-        variable = keras.Variable(
-            value,
-            dtype=dtype,
-            trainable=False,
-            aggregation="only_first_replica",
-            name=name.replace("/", "_"),
-        )
-        self._state[name] = variable
-        return variable
-
-    def build(self, model):
-        """Creates the method's state for `model` (under its scope)."""
-
-    def needs_hook(self):
-        """Whether `observe` must run after every step."""
-        return bool(self.observed) or self.gradients_needed
-
-    def observe(self, step):
-        """Records statistics of one step (replica context)."""
-
-    def after_step(self, step):
-        """Acts after step number `step` (cross-replica context)."""
-
-    def set_model(self, model):
-        super().set_model(model)
-        if self._state_model is not model:
-            if not model.built:
-                raise UsageError(
-                    f"{type(self).__name__}: model {model.name!r} is not "
-                    "built; start it from keras.Input (or call model.build) "
-                    "before fit."
-                )
-            self._state = {}
-            with model.distribute_strategy.scope():
-                self.steps = self.add_state("steps", 0, dtype="int64")
-                self.seed_generator = keras.random.SeedGenerator(self.seed or 0)
-                self.build(model)
-            self._state_model = model
-        if self.needs_hook():
-            install(model, self)
-
-    def on_train_begin(self, logs=None):
-        if self.model.steps_per_execution != 1:
-            raise UsageError(
-                f"{type(self).__name__} acts after every training step; "
-                f"compile with steps_per_execution=1 (got "
-                f"{self.model.steps_per_execution})."
-            )
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.steps.assign_add(1)
-        self.after_step(int(self.steps.numpy()))
-
-    def checkpoint_items(self):
-        """{name: trackable} of all method state, for tf.train.Checkpoint.
-
-        The state exists once the callback has seen the model: call
-        `set_model(model)` (as `fit` does) before restoring into it.
-        """
-        if self._state_model is None:
-            raise UsageError(
-                f"{type(self).__name__}.checkpoint_items() before the "
-                "callback has a model; call callback.set_model(model) first."
-            )
-        return {**self._state, "seed": self.seed_generator.state}

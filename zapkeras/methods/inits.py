@@ -17,8 +17,8 @@ import collections
 import math
 
 import keras
-from keras.src.initializers.random_initializers import compute_fans
 
+from zapkeras import compat
 from zapkeras.errors import UsageError
 from zapkeras.models.layers import InstanceNorm
 from zapkeras.models.layers import ReparamLayerNorm
@@ -61,7 +61,7 @@ def _from_initializer(initializer, shape):
         low, high = initializer.minval, initializer.maxval
         return Distribution("uniform", (low + high) / 2, (high - low) / 2)
     if isinstance(initializer, inits.VarianceScaling):
-        fan_in, fan_out = compute_fans(
+        fan_in, fan_out = compat.compute_fans(
             shape, initializer.input_axes, initializer.output_axes
         )
         fan = {
@@ -80,7 +80,7 @@ def _from_initializer(initializer, shape):
 
 
 def _layers_by_path(model):
-    return {layer.path: layer for layer in model._flatten_layers()}
+    return {layer.path: layer for layer in compat.flatten_layers(model)}
 
 
 def _check_override(path, value, setting):

@@ -1,6 +1,6 @@
 """ReDo: recycling dormant neurons (Sokar et al., ICML 2023).
 
-Every `frequency` steps, after the optimizer step, each hidden unit layer
+Every n steps (`every=(n, "steps")`), after the optimizer step, each hidden unit layer
 (`methods.units`; never the output layer) scores its units by
 s_j = mean|h_j| / (mean_k mean|h_k| + 1e-9), the mean over the batch (and
 spatial positions, per channel, for conv). Units with s_j ≤ τ are dormant
@@ -11,6 +11,12 @@ weights resampled from the layer's initializer, bias 0, outgoing weights
 and the optimizer slots (Adam m and v) of those entries zeroed
 (`reset_optimizer`, default True; Keras' step count is global and stays,
 as in dopamine; the bias slots are zeroed too, which dopamine leaves).
+The entries of the recycled units in per-unit norms on their path are put
+back to their initial values (LayerNorm γ 1, β 0; reparameterised γ 0;
+BatchNorm statistics 0, 1), as the SWR paper's ReDo (`ReDoLinear`, §2.2 of
+the reference notes): otherwise a unit dead through its LayerNorm stays
+dead. `reset_norms=False` leaves them, as dopamine (whose nets have none).
+Under ASB/MetaASB the scores come from the outer step's meta batch.
 
 Scores come from this step's global training batch (statistics="batch",
 the activations Keras computed with training=True) or, as dopamine with
@@ -22,7 +28,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from zapkeras import compat
 from zapkeras.errors import UsageError
+from zapkeras.methods import base
 from zapkeras.methods import hooks
 from zapkeras.methods import inits
 from zapkeras.methods import units as units_lib
@@ -34,38 +42,55 @@ def dormant(scores, threshold):
     return scores / (scores.mean() + 1e-9) <= threshold
 
 
-class ReDo(hooks.StepCallback):
-    """ReDo as a Keras callback for any `model.fit` (SPEC §5).
+class ReDo(base.Method):
+    """ReDo as a method for any trainer (plain `fit`, ASB, MetaASB).
 
     Args:
-      frequency: recycle after every `frequency`-th step (paper 1000).
+      every: (n, 'steps'): recycle after every n-th step (paper 1000);
+        `frequency=n` is the deprecated spelling.
       threshold: τ ≥ 0 (paper 0.025; 0.1 at high replay ratios).
       reset_optimizer: zero the optimizer slots of recycled entries.
+      reset_norms: reset the recycled units' norm entries (default True,
+        the SWR paper's code; False: dopamine).
       statistics: "batch" (this step's training batch) or a fixed batch
         of model inputs to score on.
       layers: names of the hidden layers to act on; None finds them all.
       seed: fixes the draws; None means 0.
 
-    After a recycling step, `last_dormant_fraction` holds the share of
-    all scored units that were dormant at τ ("threshold") and exactly
-    inactive ("zero"), and `last_dormant` the recycled unit indices per
-    layer.
+    Counters: `resets` (recycling steps), `recycled` (units, over the run),
+    `dormant_fraction` and `zero_fraction` (share of scored units dormant
+    at τ and exactly inactive at the last recycling step). `last_dormant`
+    holds the recycled unit indices per layer of the last one.
     """
+
+    name = "redo"
+    counter_names = ("resets", "recycled", "dormant_fraction", "zero_fraction")
 
     def __init__(
         self,
-        frequency,
-        threshold,
+        every=None,
+        threshold=None,
         reset_optimizer=True,
         statistics="batch",
         layers=None,
         seed=None,
+        *,
+        reset_norms=True,
+        frequency=None,
     ):
-        super().__init__(seed)
-        if not (isinstance(frequency, (int, np.integer)) and frequency >= 1):
+        every = base.deprecated_every(
+            "ReDo", every, "frequency", frequency, "steps", None
+        )
+        if every is None or threshold is None:
             raise UsageError(
-                f"ReDo.frequency = {frequency!r}; use an integer ≥ 1 "
-                "(training steps between recycling, paper 1000)."
+                "ReDo needs every=(n, 'steps') and threshold (paper: "
+                "every=(1000, 'steps'), threshold=0.025)."
+            )
+        super().__init__(every, seed)
+        if self.every[1] != "steps":
+            raise UsageError(
+                f"ReDo.every = {every!r}; ReDo acts on steps: use "
+                "(n, 'steps')."
             )
         if not threshold >= 0:
             raise UsageError(
@@ -77,12 +102,11 @@ class ReDo(hooks.StepCallback):
                 f"ReDo.statistics = {statistics!r}; use 'batch' or a fixed "
                 "batch of model inputs (e.g. 256 examples)."
             )
-        self.frequency = int(frequency)
         self.threshold = float(threshold)
         self.reset_optimizer = reset_optimizer
+        self.reset_norms = bool(reset_norms)
         self.statistics = statistics
         self.layers = layers
-        self.last_dormant_fraction = {}
         self.last_dormant = {}
 
     def build(self, model):
@@ -100,9 +124,9 @@ class ReDo(hooks.StepCallback):
                 for unit in self.units
             ]
         else:
-            functional = getattr(model, "_functional", None) or model
             self.features = keras.Model(
-                functional.input, [unit.output.output for unit in self.units]
+                compat.functional(model).input,
+                [unit.output.output for unit in self.units],
             )
 
     def observe(self, step):
@@ -119,9 +143,7 @@ class ReDo(hooks.StepCallback):
             for h in outputs
         ]
 
-    def after_step(self, step):
-        if step % self.frequency:
-            return
+    def act(self):
         scores = self._scores()
         counts = {"threshold": 0, "zero": 0}
         self.last_dormant = {}
@@ -144,9 +166,11 @@ class ReDo(hooks.StepCallback):
                     kernel.dtype,
                     self.seed_generator,
                 ),
-                optimizer=(
-                    self.model.optimizer if self.reset_optimizer else None
-                ),
+                optimizer=self.optimizer if self.reset_optimizer else None,
+                norms=self.reset_norms,
             )
         total = sum(unit.num_units for unit in self.units)
-        self.last_dormant_fraction = {k: n / total for k, n in counts.items()}
+        self.count("resets")
+        self.count("recycled", counts["threshold"])
+        self.set_counter("dormant_fraction", counts["threshold"] / total)
+        self.set_counter("zero_fraction", counts["zero"] / total)

@@ -43,10 +43,14 @@ class RegenerativeL2(ShrinkAndPerturb):
 
     Args:
       strength: λ ≥ 0 (lee2024 swept 1, 0.1, 0.01, 1e-3, 1e-4).
-      initial_weights: θ_0 as `model.get_weights()`; default the weights at
-        the first `on_train_begin`.
+      initial_weights: θ_0 as `model.get_weights()`; default the weights
+        when the method first sees the model (the start of `fit`).
+
+    Under ASB/MetaASB it decays the classifier after each outer step, at
+    the outer optimizer's rate.
     """
 
+    name = "regenerative_l2"
     _lambda_limit = float("inf")
 
     def __init__(self, strength, *, initial_weights=None):
@@ -59,7 +63,7 @@ class RegenerativeL2(ShrinkAndPerturb):
             interpolate_to="init",
             lambda_backbone=strength,
             head=(),
-            every="step",
+            every=(1, "steps"),
             initial_weights=initial_weights,
         )
         self.strength = strength
@@ -67,7 +71,7 @@ class RegenerativeL2(ShrinkAndPerturb):
     def _lambda_scale(self):
         # Read now, not inside the compiled update: the protocol may give
         # the model a new optimizer for each task.
-        return ops.convert_to_tensor(self.model.optimizer.learning_rate)
+        return ops.convert_to_tensor(self.optimizer.learning_rate)
 
 
 @keras.saving.register_keras_serializable(package="zapkeras")

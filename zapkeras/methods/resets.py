@@ -16,6 +16,7 @@ item 1), so `in_cross_replica_context` hops out through `merge_call`.
 import numpy as np
 import tensorflow as tf
 
+from zapkeras import compat
 from zapkeras.errors import UsageError
 
 
@@ -84,20 +85,8 @@ def assign_units(variable, mask, values):
     variable.assign(tf.where(mask, values, current))
 
 
-def optimizer_slots(optimizer, variable):
-    """The slot variables (e.g. Adam momentum, velocity) of `variable`.
-
-    Keras 3 has no `get_slot`: an optimizer names a slot
-    f"{variable.path.replace('/', '_')}_{slot}" (ecosystem-notes.md §C.2),
-    so slots are matched by that prefix and by shape. Empty until the
-    optimizer is built. Note that EMA averages (`use_ema`) match too.
-    """
-    prefix = variable.path.replace("/", "_") + "_"
-    return [
-        slot
-        for slot in optimizer.variables
-        if slot.name.startswith(prefix) and slot.shape == variable.shape
-    ]
+# The slots of a variable (Adam m and v, ...): see compat.
+optimizer_slots = compat.optimizer_slots
 
 
 def reset_slots(optimizer, variable, mask):

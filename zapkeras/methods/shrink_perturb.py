@@ -28,7 +28,7 @@ import tensorflow as tf
 from keras import ops
 
 from zapkeras.errors import UsageError
-from zapkeras.methods import cadence
+from zapkeras.methods import base
 from zapkeras.methods import initial_weights as init_lib
 from zapkeras.methods import inits
 from zapkeras.methods import resets
@@ -43,7 +43,20 @@ def _check_fraction(value, setting, upper=1.0):
         raise UsageError(f"{setting} = {value!r}; use a number in {bound}.")
 
 
-class ShrinkAndPerturb(cadence.Periodic):
+def _legacy_every(owner, every, every_n):
+    """(n, unit) from the deprecated every='step'|'epoch'|'task', every_n=n."""
+    if every not in ("step", "epoch", "task", "steps", "epochs", "tasks"):
+        if every_n is not None:
+            raise UsageError(
+                f"{owner}.every_n is deprecated; give every=(n, unit) only."
+            )
+        return every
+    return base.deprecated_every(
+        owner, None, "every", every_n or 1, every.rstrip("s") + "s", None
+    )
+
+
+class ShrinkAndPerturb(base.Method):
     """θ ← λ_s·θ + ε, or θ ← (1 − λ)·θ + λ·τ + ε, every n steps/epochs/tasks.
 
     Args:
@@ -57,8 +70,10 @@ class ShrinkAndPerturb(cadence.Periodic):
         for the body and for the `head` layers; default 0.8 (lee2024) and
         lambda_head = lambda_backbone.
       head: the name (or list of names) of the head layers.
-      every, every_n: the cadence (`cadence.Periodic`); default after every
-        task (lee2024); 'step' for the hernandez-garcia2025 noise.
+      every: the cadence (n, 'steps' | 'epochs' | 'tasks'); default
+        (1, 'tasks'), after every task (lee2024); (1, 'steps') for the
+        hernandez-garcia2025 noise. every='task' with every_n=n is the
+        deprecated spelling.
       initial_weights: θ_0 as `model.get_weights()`; default the weights
         at the first `on_train_begin`.
       init_overrides: for 'noise', {variable path: (kind, mean, scale)} for
@@ -68,8 +83,14 @@ class ShrinkAndPerturb(cadence.Periodic):
         the changed weights. Default False: the reference keeps them (and
         its protocol builds a new optimizer per task).
       seed: int seed of the noise and fresh draws; None takes the run's
-        seed when a zapkeras protocol sets `.seed`, else 0.
+        seed.
+
+    Under ASB/MetaASB it acts on the wrapped classifier. Counter: `resets`
+    (times applied).
     """
+
+    name = "shrink_perturb"
+    counter_names = ("resets",)
 
     _lambda_limit = 1.0
     _head_setting = "head"
@@ -83,15 +104,16 @@ class ShrinkAndPerturb(cadence.Periodic):
         lambda_backbone=None,
         lambda_head=None,
         head="classifier",
-        every="task",
-        every_n=1,
+        every=(1, "tasks"),
         initial_weights=None,
         init_overrides=None,
         reset_optimizer=False,
         seed=None,
+        every_n=None,
     ):
         name = type(self).__name__
-        super().__init__(every, every_n, name)
+        every = _legacy_every(name, every, every_n)
+        super().__init__(every, seed)
         if interpolate_to not in TARGETS:
             raise UsageError(
                 f"{name}.interpolate_to = {interpolate_to!r}; use None "
@@ -135,10 +157,6 @@ class ShrinkAndPerturb(cadence.Periodic):
                 f"{name}.init_overrides is used only with "
                 "interpolate_to='noise'."
             )
-        if seed is not None and not (isinstance(seed, int) and seed >= 0):
-            raise UsageError(
-                f"{name}.seed = {seed!r}; use a non-negative integer."
-            )
         self.shrink = shrink
         self.noise_std = float(noise_std)
         self.interpolate_to = interpolate_to
@@ -146,18 +164,12 @@ class ShrinkAndPerturb(cadence.Periodic):
         self.initial_weights = initial_weights
         self.init_overrides = init_overrides
         self.reset_optimizer = bool(reset_optimizer)
-        self.seed = seed
-        self._state = tf.Module(name=f"{name}_state")
-        self._plan = None
 
     def checkpoint_items(self):
         """Trackables to save with the run: θ_0 and the noise stream."""
-        return {type(self).__name__: self._state}
+        return {**super().checkpoint_items(), "initial": self._initial}
 
-    def build(self):
-        if self._plan is not None:
-            return
-        model = self.model
+    def build(self, model):
         names = [layer.name for layer in model.layers]
         missing = [name for name in self.head if name not in names]
         if missing and self.interpolate_to is not None:
@@ -179,15 +191,13 @@ class ShrinkAndPerturb(cadence.Periodic):
             if coefficient != identity or self.noise_std > 0:
                 plan.append((variable, coefficient))
         variables = [variable for variable, _ in plan]
-        with model.distribute_strategy.scope():
-            self._generator = keras.random.SeedGenerator(self.seed or 0)
-        self._state.seed_state = self._generator.state
         targets = [None] * len(plan)
+        self._initial = []
         if self.interpolate_to == "init":
-            self._state.initial_weights = init_lib.snapshot(
+            self._initial = init_lib.snapshot(
                 model, variables, self.initial_weights, type(self).__name__
             )
-            targets = list(self._state.initial_weights)
+            targets = list(self._initial)
         elif self.interpolate_to == "noise":
             found = inits.distributions(
                 model,
@@ -221,7 +231,7 @@ class ShrinkAndPerturb(cadence.Periodic):
                     goal = ops.convert_to_tensor(target)
                 else:
                     goal = inits.sample(
-                        target, value.shape, value.dtype, self._generator
+                        target, value.shape, value.dtype, self.seed_generator
                     )
                 if coefficient == 1.0 and scale is None:
                     new = goal
@@ -232,24 +242,16 @@ class ShrinkAndPerturb(cadence.Periodic):
                     value.shape,
                     stddev=self.noise_std,
                     dtype=value.dtype,
-                    seed=self._generator,
+                    seed=self.seed_generator,
                 )
             variable.assign(new)
 
     def act(self):
-        if self._plan is None:
-            # A resumed run may end a task without fitting in this process;
-            # the snapshot made now is then restored from the checkpoint.
-            if self.model is None:
-                raise UsageError(
-                    f"{type(self).__name__} has no model yet; pass it to "
-                    "model.fit(callbacks=[...]) or call set_model first."
-                )
-            self.build()
         self._apply(self._lambda_scale())
-        if self.reset_optimizer and self.model.optimizer is not None:
+        if self.reset_optimizer and self.optimizer is not None:
             for variable, _, _ in self._plan:
-                resets.reset_slots(self.model.optimizer, variable, True)
+                resets.reset_slots(self.optimizer, variable, True)
+        self.count("resets")
 
 
 class HeadReset(ShrinkAndPerturb):
@@ -265,13 +267,14 @@ class HeadReset(ShrinkAndPerturb):
     `ShrinkAndPerturb`.
     """
 
+    name = "head_reset"
     _head_setting = "layer"
 
     def __init__(
         self,
         layer="classifier",
-        every="task",
-        every_n=1,
+        every=(1, "tasks"),
+        every_n=None,
         *,
         resample=False,
         initial_weights=None,
@@ -284,8 +287,7 @@ class HeadReset(ShrinkAndPerturb):
             lambda_backbone=0.0,
             lambda_head=1.0,
             head=layer,
-            every=every,
-            every_n=every_n,
+            every=_legacy_every(type(self).__name__, every, every_n),
             initial_weights=initial_weights,
             init_overrides=init_overrides,
             reset_optimizer=reset_optimizer,

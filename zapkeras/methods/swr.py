@@ -1,6 +1,6 @@
 """Selective Weight Reinitialization (hernandez-garcia2025 §3, Alg. 1).
 
-Every `frequency` steps, right after the optimizer step, each trainable
+Every n steps (`every=(n, "steps")`), right after the optimizer step, each trainable
 tensor on its own: score every weight by a utility, pick the low-utility
 ones and reinitialise them (reference-implementations.md §2.1, §2.7):
 
@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from zapkeras.errors import UsageError
+from zapkeras.methods import base
 from zapkeras.methods import hooks
 from zapkeras.methods import inits
 from zapkeras.methods import resets
@@ -58,12 +59,16 @@ def select(utility, pruning, factor, rng):
     return mask.reshape(np.shape(utility))
 
 
-class SelectiveWeightReinit(hooks.StepCallback):
-    """SWR as a Keras callback for any `model.fit` (SPEC §5).
+class SelectiveWeightReinit(base.Method):
+    """SWR as a method for any trainer (plain `fit`, ASB, MetaASB).
+
+    Under ASB/MetaASB the gradient utility is that of the outer step (the
+    update actually applied), taken with the classifier's weights after it.
 
     Args:
-      frequency: reinitialise after every `frequency`-th step (reference
-        2048 on permuted MNIST, 128 for the ViT).
+      every: (n, 'steps'): reinitialise after every n-th step (reference
+        2048 on permuted MNIST, 128 for the ViT); `frequency=n` is the
+        deprecated spelling.
       factor: threshold factor (reference 1e-5 MNIST, 5e-4 ViT) or, for
         pruning="proportional", the fraction ρ in [0, 1].
       utility, pruning, reinit: as in the module docstring.
@@ -74,15 +79,18 @@ class SelectiveWeightReinit(hooks.StepCallback):
         what the layers' initializers say (see `inits.KINDS`).
       seed: fixes the draws and the Bernoulli rounding; None means 0.
 
-    After a reinitialisation step, `last_reinitialized` maps each tensor's
-    path to its number of reinitialised weights, and `total_reinitialized`
-    counts them over the run.
+    Counters: `resets` (reinitialisation steps) and `reinitialized`
+    (weights, over the run); after a reinitialisation step,
+    `last_reinitialized` maps each tensor's path to its count.
     """
+
+    name = "swr"
+    counter_names = ("resets", "reinitialized")
 
     def __init__(
         self,
-        frequency,
-        factor,
+        every=None,
+        factor=None,
         utility="gradient",
         pruning="threshold",
         reinit="resample",
@@ -90,12 +98,26 @@ class SelectiveWeightReinit(hooks.StepCallback):
         reset_optimizer=False,
         init_distributions=None,
         seed=None,
+        frequency=None,
     ):
-        super().__init__(seed)
-        if not (isinstance(frequency, (int, np.integer)) and frequency >= 1):
+        every = base.deprecated_every(
+            "SelectiveWeightReinit",
+            every,
+            "frequency",
+            frequency,
+            "steps",
+            None,
+        )
+        if every is None or factor is None:
             raise UsageError(
-                f"SelectiveWeightReinit.frequency = {frequency!r}; use an "
-                "integer ≥ 1 (steps between reinitialisations)."
+                "SelectiveWeightReinit needs every=(n, 'steps') and factor "
+                "(reference: every=(2048, 'steps'), factor=1e-5)."
+            )
+        super().__init__(every, seed)
+        if self.every[1] != "steps":
+            raise UsageError(
+                f"SelectiveWeightReinit.every = {every!r}; SWR acts on "
+                "steps: use (n, 'steps')."
             )
         _choose("utility", utility, UTILITIES)
         _choose("pruning", pruning, PRUNINGS)
@@ -115,7 +137,6 @@ class SelectiveWeightReinit(hooks.StepCallback):
                 f"SelectiveWeightReinit.decay = {decay!r}; use a value in "
                 "[0, 1) (0 = this step's utility, as the reference)."
             )
-        self.frequency = int(frequency)
         self.factor = float(factor)
         self.utility = utility
         self.pruning = pruning
@@ -124,7 +145,6 @@ class SelectiveWeightReinit(hooks.StepCallback):
         self.reset_optimizer = reset_optimizer
         self.init_distributions = init_distributions
         self.last_reinitialized = {}
-        self.total_reinitialized = 0
 
     def build(self, model):
         self.variables = list(model.trainable_variables)
@@ -166,9 +186,8 @@ class SelectiveWeightReinit(hooks.StepCallback):
             values.append(now)
         hooks.assign_all(targets, values)
 
-    def after_step(self, step):
-        if step % self.frequency:
-            return
+    def act(self):
+        step = self.moment
         rng = np.random.default_rng([self.seed or 0, step])
         self.last_reinitialized = {}
         for i, variable in enumerate(self.variables):
@@ -185,7 +204,8 @@ class SelectiveWeightReinit(hooks.StepCallback):
                 self._reinitialize(variable, tf.constant(mask))
                 if self.utilities is not None and self.decay > 0:
                     self.utilities[i].assign(tf.zeros(variable.shape))
-        self.total_reinitialized += sum(self.last_reinitialized.values())
+        self.count("resets")
+        self.count("reinitialized", sum(self.last_reinitialized.values()))
 
     def _reinitialize(self, variable, mask):
         distribution = self.distributions[variable.path]
@@ -196,4 +216,4 @@ class SelectiveWeightReinit(hooks.StepCallback):
         )
         resets.assign_units(variable, mask, fresh)
         if self.reset_optimizer:
-            resets.reset_slots(self.model.optimizer, variable, mask)
+            resets.reset_slots(self.optimizer, variable, mask)

@@ -28,6 +28,7 @@ import dataclasses
 import keras
 import tensorflow as tf
 
+from zapkeras import compat
 from zapkeras.errors import UsageError
 from zapkeras.methods import inits
 from zapkeras.methods import resets
@@ -90,18 +91,17 @@ class UnitLayer:
 
 def _graph(model):
     """(functional, {id(tensor): consuming nodes}) of a built model."""
-    functional = getattr(model, "_functional", None) or model
-    if not hasattr(functional, "_nodes_by_depth"):
+    functional = compat.functional(model)
+    if functional is None:
         raise UsageError(
             f"model {model.name!r} is not a built functional or Sequential "
             "model; unit resets need its layer graph: build it from "
             "keras.Input (or give the Sequential an Input / call build)."
         )
     consumers = {}
-    for nodes in functional._nodes_by_depth.values():
-        for node in nodes:
-            for tensor in node.input_tensors:
-                consumers.setdefault(id(tensor), []).append(node)
+    for node in compat.nodes(functional):
+        for tensor in node.input_tensors:
+            consumers.setdefault(id(tensor), []).append(node)
     return functional, consumers
 
 
@@ -130,15 +130,15 @@ def _per_unit_norm(norm, num_units):
 
 def _follow(layer, functional, consumers):
     """The UnitLayer of `layer`, or the reason it has none."""
-    if len(layer._inbound_nodes) != 1:
+    if len(compat.inbound_nodes(layer)) != 1:
         return "it is called more than once (a shared layer)"
     if not _channels_last(layer) or getattr(layer, "groups", 1) != 1:
         return "it is channels-first or grouped"
     num_units = int(layer.kernel.shape[-1])
-    outputs = {id(t) for t in functional._outputs}
+    outputs = {id(t) for t in compat.flat_outputs(functional)}
     output, norms, current = layer, [], layer
     while True:
-        tensor = current._inbound_nodes[0].output_tensors[0]
+        tensor = compat.inbound_nodes(current)[0].output_tensors[0]
         if id(tensor) in outputs:
             return f"its output reaches the model output at {current.name!r}"
         following = consumers.get(id(tensor), [])
@@ -147,7 +147,7 @@ def _follow(layer, functional, consumers):
         current = following[0].operation
         if isinstance(current, WEIGHTED):
             break
-        if len(current._inbound_nodes) != 1:
+        if len(compat.inbound_nodes(current)) != 1:
             return f"{current.name!r} is a shared layer"
         if isinstance(current, NORMS):
             if not _per_unit_norm(current, num_units):

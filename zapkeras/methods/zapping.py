@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from zapkeras.errors import UsageError
+from zapkeras.methods import base
 from zapkeras.methods import resets
 
 STD_MODES = ("per_unit", "reference")
@@ -104,91 +105,100 @@ def zap(
     return resets.in_cross_replica_context(resample, indices)
 
 
-class Zapping(keras.callbacks.Callback):
-    """i.i.d. zapping at a cadence (frati2024 §2.1.1; SPEC §5).
+class Zapping(base.Method):
+    """i.i.d. zapping at a cadence (frati2024 §2.1.1), on any trainer.
 
-    At the start of epoch e > 0 with e % every_n_epochs == 0 (after every
-    `every_n_epochs` finished epochs, never after the last), zaps `units` if
-    given, else round(fraction · n_out) (at least 1) output units of
-    `layer` chosen uniformly without replacement. The choice and the draw
-    depend on (seed, e) only, so reruns are identical and a resumed run
-    zaps exactly as an uninterrupted one. `self.history` lists
-    (epoch, number of units zapped).
+    With every=(n, 'epochs') (the default, n = 1): at the start of epoch
+    e > 0 with e % n == 0 (after every n finished epochs, never after the
+    last), as the reference's `lobo_rate`; with (n, 'steps') or
+    (n, 'tasks'): after every n-th step or task. Zaps `units` if given,
+    else round(fraction · n_out) (at least 1) output units of `layer`
+    chosen uniformly without replacement. The choice and the draw depend
+    on (seed, moment) only (moment: the epoch, step or task index), so
+    reruns are identical and a resumed run zaps exactly as an
+    uninterrupted one. Under ASB/MetaASB it zaps the wrapped classifier,
+    on top of the wrapper's own per-episode zap. `self.history` lists
+    (moment, number of units zapped); counters `resets` and `zapped`.
 
     Args:
       layer: the name of the layer of the model to zap.
-      every_n_epochs: the cadence (reference `lobo_rate`), ≥ 1.
+      every: the cadence (n, unit); `every_n_epochs=n` is the deprecated
+        spelling of (n, 'epochs').
       fraction: the share of output units zapped, in (0, 1].
       units: fixed unit indices to zap instead of a random share.
       std_mode, reset_bias: as for `zap`.
-      reset_optimizer: also zero the model optimizer's slots of the zapped
+      reset_optimizer: also zero the optimizer's slots of the zapped
         entries (the reference code does not).
-      seed: a non-negative int; None takes the run's `--seed` when used by
-        a zapkeras protocol, else 0.
+      seed: a non-negative int; None takes the run's seed.
     """
+
+    name = "zapping"
+    counter_names = ("resets", "zapped")
+    epoch_hook = "begin"
 
     def __init__(
         self,
         layer="classifier",
-        every_n_epochs=1,
+        every=None,
         fraction=1.0,
         units=None,
         std_mode="per_unit",
         reset_bias=True,
         reset_optimizer=False,
         seed=None,
+        *,
+        every_n_epochs=None,
     ):
-        super().__init__()
-        if not (isinstance(every_n_epochs, int) and every_n_epochs >= 1):
-            raise UsageError(
-                f"Zapping.every_n_epochs = {every_n_epochs!r}; use an "
-                "integer ≥ 1 (1 zaps before every epoch but the first)."
-            )
-        if not 0.0 < fraction <= 1.0:
+        every = base.deprecated_every(
+            "Zapping",
+            every,
+            "every_n_epochs",
+            every_n_epochs,
+            "epochs",
+            (1, "epochs"),
+        )
+        super().__init__(every, seed)
+        if isinstance(fraction, bool) or not (
+            isinstance(fraction, (int, float)) and 0.0 < fraction <= 1.0
+        ):
             raise UsageError(
                 f"Zapping.fraction = {fraction!r}; use a share of the output "
                 "units in (0, 1], e.g. 1.0 for all, 0.1 for 10 %."
             )
-        if seed is not None and not (
-            isinstance(seed, (int, np.integer)) and seed >= 0
-        ):
-            raise UsageError(
-                f"Zapping.seed = {seed!r}; use a non-negative integer."
-            )
         _check_std_mode(std_mode, "Zapping.std_mode")
         self.layer = layer
-        self.every_n_epochs = every_n_epochs
         self.fraction = fraction
         self.units = units
         self.std_mode = std_mode
         self.reset_bias = reset_bias
         self.reset_optimizer = reset_optimizer
-        self.seed = None if seed is None else int(seed)
         self.history = []
 
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == 0 or epoch % self.every_n_epochs:
-            return
+    def build(self, model):
         try:
-            layer = self.model.get_layer(self.layer)
+            self._layer = model.get_layer(self.layer)
         except ValueError:
             raise UsageError(
                 f"Zapping.layer = {self.layer!r} is not a layer of model "
-                f"{self.model.name!r}; name one, e.g. 'classifier'."
+                f"{model.name!r}; name one, e.g. 'classifier'."
             ) from None
-        rng = np.random.default_rng([self.seed or 0, epoch])
+
+    def act(self):
+        layer = self._layer
+        rng = np.random.default_rng([self.seed or 0, self.moment])
         units = self.units
         if units is None:
             num_units = layer.kernel.shape[-1]
             count = max(1, round(self.fraction * num_units))
             units = rng.choice(num_units, count, replace=False)
-        optimizer = self.model.optimizer if self.reset_optimizer else None
         zapped = zap(
             layer,
             units,
-            optimizer=optimizer,
+            optimizer=self.optimizer if self.reset_optimizer else None,
             reset_bias=self.reset_bias,
             std_mode=self.std_mode,
             seed=int(rng.integers(2**31)),
         )
-        self.history.append((epoch, len(zapped)))
+        self.history.append((self.moment, len(zapped)))
+        self.count("resets")
+        self.count("zapped", len(zapped))

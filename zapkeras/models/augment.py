@@ -15,11 +15,11 @@ fill with 0 in the input's units: H&T pads before normalising (black),
 the SWR repo after (the mean colour).
 """
 
-import gin
 import keras
 import numpy as np
 import tensorflow as tf
 
+import gin
 from zapkeras.errors import UsageError
 
 KINDS = ("crop_flip", "none")

@@ -9,9 +9,9 @@ then a linear classifier on the flattened features:
   each: 84→42→21→10→5, so 5·5·width features (6400 at width 256).
 """
 
-import gin
 import keras
 
+import gin
 from zapkeras.errors import UsageError
 from zapkeras.models import layers
 

@@ -18,9 +18,9 @@ inner-loop weights (`ANML_INNER`, `OML_INNER`), which
 
 import math
 
-import gin
 import keras
 
+import gin
 from zapkeras.errors import UsageError
 from zapkeras.models import layers
 from zapkeras.models.convnet import conv_blocks

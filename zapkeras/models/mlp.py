@@ -9,9 +9,9 @@ each hidden Dense width/2 units whose CReLU output is `width` wide, as both
 reference repos do; the next layer's fan-in is then twice the units before.
 """
 
-import gin
 import keras
 
+import gin
 from zapkeras.errors import UsageError
 from zapkeras.models import layers
 

@@ -18,9 +18,9 @@ eps 1e-5). A stride-2 3×3 conv pads one pixel on every side, as PyTorch's
 padding=1 does (Keras' 'same' would pad only bottom/right on even maps).
 """
 
-import gin
 import keras
 
+import gin
 from zapkeras.errors import UsageError
 from zapkeras.models import layers
 

@@ -22,9 +22,9 @@ for conv and Dense weights and biases. BN γ = 1, β = 0, PyTorch momentum
 and eps in both.
 """
 
-import gin
 import keras
 
+import gin
 from zapkeras.errors import UsageError
 from zapkeras.models import layers
 

@@ -33,10 +33,10 @@ block<i>_mlp1 → block<i>_mlp2) methods.
 
 import math
 
-import gin
 import keras
 from keras import ops
 
+import gin
 from zapkeras.errors import UsageError
 from zapkeras.models import layers
 

@@ -15,9 +15,13 @@ from zapkeras.errors import UsageError
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
-    """Saves (model, optimizer, epoch) after every epoch; restores on demand."""
+    """Saves (model, optimizer, epoch) after every epoch; restores on demand.
 
-    def __init__(self, directory, model, max_to_keep=2):
+    `methods`: zapkeras methods whose `checkpoint_items()` are saved too
+    (their state must exist: `set_model` them on `model` first).
+    """
+
+    def __init__(self, directory, model, max_to_keep=2, methods=()):
         super().__init__()
         self._epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         # model.variables as well: Keras' object tracking leaves out the
@@ -28,6 +32,10 @@ class EpochCheckpoint(keras.callbacks.Callback):
             variables=list(model.variables),
             optimizer=model.optimizer,
             epoch=self._epoch,
+            methods={
+                f"{i}_{method.name}": method.checkpoint_items()
+                for i, method in enumerate(methods)
+            },
         )
         self._manager = tf.train.CheckpointManager(
             self._checkpoint, directory, max_to_keep=max_to_keep

@@ -7,14 +7,16 @@ For each task t of a problem from zapkeras.data.continual / warm_start
    and, with `reset_optimizer`, the optimizer state is zeroed (lee2024
    builds a new AdamW per phase); the diagnostics are measured on a probe
    batch of task t's training data before it is trained on
-   (hernandez-garcia2025 App. C); callbacks' `on_task_begin(t)` run;
+   (hernandez-garcia2025 App. C); methods' `on_task_begin(t)` run;
 2. one `model.fit` runs the task's epochs (counted within the task,
    `initial_epoch` on resume) with the method callbacks, recording the
    accuracy of every batch before its update (online accuracy);
 3. with `restore_best` the best validation epoch's weights come back, and
-   the model (and a Hare & Tortoise callback's tortoise) is tested on the
-   task's test set and, with `accuracy_matrix`, on every task's;
-4. callbacks' `on_task_end(t)` run (after the test, as the H&T code
+   the model (and each method's `eval_models()`, e.g. Hare & Tortoise's
+   tortoise, as `<name>_test_accuracy`) is tested on the task's test set
+   and, with `accuracy_matrix`, on every task's; the methods' counters
+   are recorded;
+4. methods' `on_task_end(t)` run (after the test, as the H&T code
    resets at task end after its last test) and the state is checkpointed.
 
 After the last task, problems that ask for it (warm-start) train the same
@@ -30,12 +32,13 @@ import inspect
 import json
 import time
 
-import gin
 import keras
 import numpy as np
 import tensorflow as tf
 
+import gin
 from zapkeras.errors import UsageError
+from zapkeras.methods import base
 from zapkeras.outputs import console
 from zapkeras.protocols import continual_summary
 from zapkeras.protocols import diagnostics
@@ -62,9 +65,9 @@ class _Run:
         self.model, self.problem, self.context = model, problem, context
         self.s = settings
         self.callbacks = list(settings["callbacks"])
-        for callback in self.callbacks:
-            if getattr(callback, "seed", 0) is None:
-                callback.seed = context.seed
+        self.methods = [c for c in self.callbacks if isinstance(c, base.Method)]
+        for method in self.methods:
+            method.use_run_seed(context.seed)
         with context.strategy.scope():
             self.seen = task_training.SeenClasses(problem.num_classes)
             self.schedule, self.optimizer = self.make_optimizer()
@@ -80,8 +83,8 @@ class _Run:
         # strings.
         self.progress = tf.Variable("{}", dtype=tf.string)
         self.probe = diagnostics.Probe(model, self.seen.cross_entropy)
-        for callback in self.callbacks:
-            callback.set_model(model)  # creates the state it checkpoints
+        for method in self.methods:
+            method.set_model(model)  # creates the state it checkpoints
         self.checkpoint = tf.train.Checkpoint(
             model=model,
             optimizer=self.optimizer,
@@ -90,7 +93,10 @@ class _Run:
             seen=self.seen.count,
             schedule=[self.schedule.start, self.schedule.steps],
             best=self.best.checkpoint_items(),
-            **task_training.checkpoint_items(self.callbacks),
+            **{
+                f"method_{i}_{method.name}": method.checkpoint_items()
+                for i, method in enumerate(self.methods)
+            },
         )
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, context.checkpoint_dir("continual"), max_to_keep=2
@@ -102,7 +108,7 @@ class _Run:
         self.recorder = task_training.BatchRecorder(
             context.writer, settings["online_window"], self.state["global_step"]
         )
-        self._tortoise = None
+        self._compiled = set()
 
     def make_optimizer(self):
         schedule = task_training.TaskLearningRate(
@@ -125,17 +131,31 @@ class _Run:
         results = model.evaluate(batches, verbose=0, return_dict=True)
         return float(results["accuracy"])
 
-    def tortoise(self):
-        """The first Hare & Tortoise callback's tortoise, compiled, or None."""
-        for callback in self.callbacks:
-            if hasattr(callback, "tortoise_model"):
-                tortoise = callback.tortoise_model()
-                if tortoise is not self._tortoise:
+    def eval_models(self):
+        """{name: model} of the methods' extra models, compiled masked."""
+        models = {}
+        for method in self.methods:
+            for name, model in method.eval_models().items():
+                if id(model) not in self._compiled:
                     with self.context.strategy.scope():
-                        self.seen.compile(tortoise)
-                    self._tortoise = tortoise
-                return tortoise
-        return None
+                        self.seen.compile(model)
+                    self._compiled.add(id(model))
+                models[name] = model
+        return models
+
+    def task_hooks(self, hook, task):
+        """Every method's on_task_begin / on_task_end (`hook`)."""
+        for method in self.methods:
+            method.set_model(self.model)
+            getattr(method, hook)(task)
+
+    def counters(self):
+        """{'<method>/<counter>': value} of every method."""
+        return {
+            f"{method.name}/{key}": value
+            for method in self.methods
+            for key, value in method.counters().items()
+        }
 
     def begin_task(self, task):
         """Step 1 of the module docstring (not repeated on resume)."""
@@ -163,9 +183,7 @@ class _Run:
             "continual/diagnostics", record, self.recorder.global_step
         )
         self.state["current"] = {"diagnostics": record, "online": []}
-        task_training.task_hooks(
-            self.callbacks, "on_task_begin", self.model, task
-        )
+        self.task_hooks("on_task_begin", task)
 
     def fit(self, task, model, callbacks, start_epoch=0):
         problem, batch = self.problem, self.s["batch_size"]
@@ -207,9 +225,8 @@ class _Run:
             ],
             "test_accuracy": self.evaluate(self.model, test),
         }
-        tortoise = self.tortoise()
-        if tortoise is not None:
-            record["tortoise_test_accuracy"] = self.evaluate(tortoise, test)
+        for name, model in self.eval_models().items():
+            record[f"{name}_test_accuracy"] = self.evaluate(model, test)
         if self.s["accuracy_matrix"] and problem.has_task_tests:
             record["row"] = [
                 (
@@ -220,19 +237,16 @@ class _Run:
                 for j in range(problem.num_tasks)
             ]
         record["diagnostics"] = self.state["current"]["diagnostics"]
-        record["counters"] = diagnostics.reinit_counters(self.callbacks)
+        record["counters"] = self.counters()
         return record
 
     def log_task(self, task, record):
         step = self.recorder.global_step
         values = {
-            k: record[k]
-            for k in (
-                "online_accuracy",
-                "test_accuracy",
-                "tortoise_test_accuracy",
-            )
-            if record.get(k) is not None
+            k: v
+            for k, v in record.items()
+            if (k == "online_accuracy" or k.endswith("test_accuracy"))
+            and v is not None
         }
         self.context.writer.scalars(f"task_{task:03d}", values, step)
         self.context.writer.scalars(
@@ -240,7 +254,7 @@ class _Run:
         )
         if record["counters"]:
             self.context.writer.scalars(
-                "continual/reinitialized", record["counters"], step
+                "continual/methods", record["counters"], step
             )
         line = "  ".join(f"{k} {v:.4f}" for k, v in values.items())
         console.say(
@@ -328,7 +342,9 @@ def continual_learning(
         'one_cycle', restarted every task.
       reset_optimizer: zero the optimizer state, step count included, at
         each task after the first (lee2024 builds a new AdamW per phase).
-      callbacks: method callbacks (gin list), e.g. [@ReDo()].
+      callbacks: methods (`zapkeras.methods.base.Method`, e.g. [@ReDo()])
+        and any other Keras callbacks, passed to every task's fit; only
+        methods get the task hooks, checkpoints, counters and eval models.
       augment: a training-batch augmentation (e.g. @augmentation()).
       restore_best: restore the best-validation epoch's weights at each
         task's end (the problem must hold out validation data).
@@ -402,7 +418,7 @@ def continual_learning(
         fit_callbacks.append(_EpochSaver(run, prior, checkpoint_every_epochs))
         run.fit(task, model, fit_callbacks, state["epoch"])
         record = run.test_task(task, prior + run.recorder.accuracy)
-        task_training.task_hooks(run.callbacks, "on_task_end", model, task)
+        run.task_hooks("on_task_end", task)
         run.log_task(task, record)
         state["tasks"].append(record)
         state.update(task=task + 1, epoch=0, current=None)

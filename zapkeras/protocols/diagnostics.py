@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from zapkeras import compat
 from zapkeras.models.layers import ReparamLayerNorm
 from zapkeras.outputs import plots
 
@@ -77,7 +78,7 @@ def weight_statistics(variables, initial):
 def layer_norm_scale(model):
     """Mean effective LayerNorm scale, or None without LayerNorms."""
     scales = []
-    for layer in model._flatten_layers(include_self=False):
+    for layer in compat.flatten_layers(model, include_self=False):
         if isinstance(layer, ReparamLayerNorm):
             scales.append(np.abs(1.0 + np.asarray(layer.gamma)).ravel())
         elif isinstance(layer, keras.layers.LayerNormalization) and layer.scale:
@@ -177,43 +178,6 @@ class Probe:
             sum(np.count_nonzero(g == 0) for g in grads) / entries
         )
         return results
-
-
-_COUNTERS = (
-    "last_reinitialized",  # SWR: {tensor path: count}
-    "total_reinitialized",
-    "last_replaced",  # CBP: {layer: unit indices}
-    "total_replaced",
-    "last_dormant",  # ReDo: {layer: unit indices}
-    "last_dormant_fraction",  # ReDo: {'threshold': f, 'zero': f}
-)
-
-
-def reinit_counters(callbacks):
-    """The reinitialisation counters callbacks expose, as named floats:
-    counts summed over tensors/layers, index lists counted, fractions kept
-    per key."""
-    values = {}
-    for callback in callbacks:
-        prefix = type(callback).__name__
-        for attribute in _COUNTERS:
-            value = getattr(callback, attribute, None)
-            if value is None:
-                continue
-            name = f"{prefix}/{attribute}"
-            if not isinstance(value, dict):
-                values[name] = float(value)
-            elif attribute.endswith("fraction"):
-                for key, fraction in value.items():
-                    values[f"{name}/{key}"] = float(fraction)
-            else:
-                values[name] = float(
-                    sum(
-                        v if np.ndim(v) == 0 else np.size(v)
-                        for v in value.values()
-                    )
-                )
-    return values
 
 
 def transfer_metrics(matrix, init_accuracy=None):

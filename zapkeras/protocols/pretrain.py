@@ -8,11 +8,12 @@ resampled at the start of an epoch, never after the last one.
 
 import time
 
-import gin
 import keras
 
+import gin
 from zapkeras import data as data_lib
 from zapkeras.errors import UsageError
+from zapkeras.methods import base
 from zapkeras.outputs import checkpoints
 from zapkeras.outputs import console
 from zapkeras.outputs import tensorboard
@@ -35,6 +36,7 @@ def iid_pretraining(
     learning_rate=1e-3,
     optimizer=keras.optimizers.Adam,
     zapping=None,
+    callbacks=(),
     log_every_n_steps=10,
 ):
     """Trains `model` on i.i.d. batches of `train`; returns a results dict.
@@ -45,7 +47,9 @@ def iid_pretraining(
       context: the `RunContext` of the run (seed, writer, directories).
       epochs, batch_size, learning_rate: the usual; `batch_size` is global.
       optimizer: the optimizer class (reference: Adam).
-      zapping: a `Zapping` callback, or None for the no-zap control.
+      zapping: a `Zapping` method, or None for the no-zap control.
+      callbacks: further methods (e.g. [@SelectiveWeightReinit()]) or
+        Keras callbacks, run in the same fit (`zapkeras.methods.base`).
       log_every_n_steps: TensorBoard cadence for batch metrics.
     """
     _check_positive("iid_pretraining.epochs", epochs)
@@ -60,8 +64,10 @@ def iid_pretraining(
             metrics=[keras.metrics.SparseCategoricalAccuracy("accuracy")],
         )
         model.optimizer.build(model.trainable_variables)
+    callbacks = ([zapping] if zapping is not None else []) + list(callbacks)
+    methods = _prepare_methods(callbacks, model, context)
     checkpoint = checkpoints.EpochCheckpoint(
-        context.checkpoint_dir("pretrain"), model
+        context.checkpoint_dir("pretrain"), model, methods=methods
     )
     start_epoch = checkpoint.restore()
     steps = data_lib.steps_per_epoch(len(train.labels), batch_size)
@@ -69,12 +75,7 @@ def iid_pretraining(
         train, batch_size, context.seed, start_epoch=start_epoch
     )
     val_batches = data_lib.iid_batches(val, batch_size, context.seed)
-    callbacks = []
-    if zapping is not None:
-        if zapping.seed is None:
-            zapping.seed = context.seed
-        callbacks.append(zapping)
-    callbacks += [
+    callbacks = callbacks + [
         tensorboard.ScalarLogger(context.writer, "pretrain", log_every_n_steps),
         console.EpochProgress(f"pretrain[{context.label}]", epochs),
         checkpoints.StopOnNonFinite(f"pretrain[{context.label}]"),
@@ -111,6 +112,16 @@ def iid_pretraining(
         "train_accuracy": final_train["accuracy"],
         "wall_seconds": wall_seconds,
     }
+
+
+def _prepare_methods(callbacks, trainer, context):
+    """The zapkeras methods among `callbacks`, seeded and with their state
+    built on `trainer` (so a checkpoint can restore it)."""
+    methods = [c for c in callbacks if isinstance(c, base.Method)]
+    for method in methods:
+        method.use_run_seed(context.seed)
+        method.set_model(trainer)
+    return methods
 
 
 def _layer_prefixes(prefixes):
@@ -153,6 +164,7 @@ def asb_pretraining(
     inner_layers=None,
     zap_reset_bias=True,
     zap_reset_optimizer=False,
+    callbacks=(),
 ):
     """ASB or Meta-ASB pretraining (frati2024 Alg. 1; §1.2-1.3 of the notes).
 
@@ -171,6 +183,9 @@ def asb_pretraining(
         adapts (None: all, the paper); ANML's are ('rln_', 'classifier'),
         OML's ('pln_', 'classifier') (zapkeras.models.meta_learners).
       zap_reset_bias, zap_reset_optimizer: see `zapkeras.methods.asb.ASB`.
+      callbacks: methods (e.g. [@SelectiveWeightReinit(), @Zapping()]) or
+        Keras callbacks for the episodes' fit; methods act on the wrapped
+        classifier with the outer step's data (`zapkeras.methods.hooks`).
     """
     from zapkeras.methods import asb  # the heavy graph code, only if used
 
@@ -214,8 +229,10 @@ def asb_pretraining(
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=[keras.metrics.SparseCategoricalAccuracy("accuracy")],
         )
+    callbacks = list(callbacks)
+    methods = _prepare_methods(callbacks, learner, context)
     checkpoint = checkpoints.EpochCheckpoint(
-        context.checkpoint_dir("pretrain"), learner
+        context.checkpoint_dir("pretrain"), learner, methods=methods
     )
     start_epoch = checkpoint.restore()
     replicas = context.strategy.num_replicas_in_sync
@@ -237,7 +254,8 @@ def asb_pretraining(
             epochs=epochs,
             initial_epoch=start_epoch,
             steps_per_epoch=episodes_per_epoch,
-            callbacks=[
+            callbacks=callbacks
+            + [
                 tensorboard.ScalarLogger(context.writer, "pretrain", 50),
                 console.EpochProgress(f"pretrain[{context.label}]", epochs),
                 checkpoints.StopOnNonFinite(f"pretrain[{context.label}]"),

@@ -16,8 +16,6 @@ learning rate restarted every task, online accuracy, best-model restore.
 - `BestWeights`: keeps the weights of the epoch with the best validation
   accuracy within a task and restores them at the task's end
   (`use_best_network` of the SWR ViT protocol).
-- `task_hooks`, `checkpoint_items`: the task-boundary hooks and the
-  checkpointable state of method callbacks.
 """
 
 import itertools
@@ -273,26 +271,3 @@ class BestWeights(keras.callbacks.Callback):
             return
         for best, current in zip(self._weights, self.model.weights):
             current.assign(best)
-
-
-def task_hooks(callbacks, name, model, task):
-    """Calls callback.<name>(task) on every callback that defines it."""
-    for callback in callbacks:
-        hook = getattr(callback, name, None)
-        if hook is not None:
-            callback.set_model(model)
-            hook(task)
-
-
-def checkpoint_items(callbacks):
-    """Trackable state of the method callbacks, for tf.train.Checkpoint."""
-    items = {}
-    for i, callback in enumerate(callbacks):
-        if hasattr(callback, "checkpoint_items"):
-            state = callback.checkpoint_items()
-        elif isinstance(callback, tf.Module):
-            state = callback
-        else:
-            continue
-        items[f"callback_{i}_{type(callback).__name__}"] = state
-    return items

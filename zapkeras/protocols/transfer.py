@@ -23,10 +23,10 @@ Progress is saved after every run, so an interrupted sweep resumes.
 
 import os
 
-import gin
 import keras
 import numpy as np
 
+import gin
 from zapkeras import data as data_lib
 from zapkeras.errors import UsageError
 from zapkeras.outputs import console

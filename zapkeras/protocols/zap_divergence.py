@@ -10,12 +10,12 @@ copies drift apart or realign after the shock is the measurement.
 
 import os
 
-import gin
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
 
+import gin
 from zapkeras import data as data_lib
 from zapkeras.errors import UsageError
 from zapkeras.methods import zapping
