@@ -149,9 +149,9 @@ CASES = [
     ),
     (
         "zap-cadence",
-        [QUICK, _param("Zapping.every_n_epochs = 0")],
+        [QUICK, _param("Zapping.every = (0, 'epochs')")],
         {},
-        "every_n_epochs",
+        "Zapping.every",
     ),
     (
         "zap-std-mode",
