@@ -78,8 +78,9 @@ def missing_internals():
     return sorted(name for name, present in probes.items() if not present)
 
 
-def warn_if_unsupported():
-    reason = unsupported_reason()
+def warn_if_unsupported(version=None):
+    """Warns (once per call) when this Keras version was never tested."""
+    reason = unsupported_reason(version)
     if reason:
         warnings.warn(reason, stacklevel=2)
 

@@ -9,6 +9,7 @@ are registered here, not decorated, so the library stays usable without gin.
 import keras
 
 import gin
+from zapkeras import compat
 from zapkeras import data  # noqa: F401
 from zapkeras import models  # noqa: F401
 from zapkeras import runner  # noqa: F401
@@ -24,6 +25,8 @@ from zapkeras.protocols import continual  # noqa: F401
 from zapkeras.protocols import pretrain  # noqa: F401
 from zapkeras.protocols import transfer  # noqa: F401
 from zapkeras.protocols import zap_divergence  # noqa: F401
+
+compat.warn_if_unsupported()
 
 for _optimizer in (
     keras.optimizers.Adam,

@@ -98,7 +98,7 @@ def _pool(name, data_dir, image_size):
             f"Dataset '{name}' is read from files but no data directory was "
             "given; pass --data_dir or set $ZAPKERAS_DATA_DIR."
         )
-    return sources._folder_or_tfds(
+    return sources.folder_or_tfds(
         name, os.path.expanduser(data_dir), image_size
     )
 
@@ -162,7 +162,7 @@ def _tfds_split(name, data_dir, split, image, label, names, image_size):
     dataset = tfds.load(name, split=split, data_dir=data_dir, download=False)
     parts = tfds.as_numpy(
         dataset.map(
-            lambda x: (sources._to_float(x[image], image_size), x[label]),
+            lambda x: (sources.to_float(x[image], image_size), x[label]),
             num_parallel_calls=tf.data.AUTOTUNE,
         ).batch(1024)
     )

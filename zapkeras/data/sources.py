@@ -109,7 +109,7 @@ def load_class_sets(
         else:
             sets = _split_folders(name, data_dir, image_size)
             if sets is None:
-                pool = _folder_or_tfds(name, data_dir, image_size)
+                pool = folder_or_tfds(name, data_dir, image_size)
                 sets = _split_pool(pool, pretrain_fraction)
     if normalize is not None:
         sets = ClassSets(
@@ -274,7 +274,7 @@ def _omniglot_tfds(data_dir, split, image_size):
     parts = tfds.as_numpy(
         dataset.map(
             lambda x: (
-                _to_float(tf.image.rgb_to_grayscale(x["image"]), image_size),
+                to_float(tf.image.rgb_to_grayscale(x["image"]), image_size),
                 x["alphabet"],
                 x["alphabet_char_id"],
             ),
@@ -288,7 +288,7 @@ def _omniglot_tfds(data_dir, split, image_size):
     return _grouped(images, names)
 
 
-def _folder_or_tfds(name, data_dir, image_size):
+def folder_or_tfds(name, data_dir, image_size):
     """The class pool of a class-per-folder directory, else of tfds `name`."""
     folder = os.path.join(data_dir, name)
     tfds_info = os.path.join(folder, "*", "dataset_info.json")
@@ -362,7 +362,7 @@ def _tfds_pool(name, builder, data_dir, image_size):
     )
     parts = tfds.as_numpy(
         dataset.map(
-            lambda x: (_to_float(x[image], image_size), x[label]),
+            lambda x: (to_float(x[image], image_size), x[label]),
             num_parallel_calls=tf.data.AUTOTUNE,
         ).batch(1024)
     )
@@ -426,7 +426,7 @@ def _decode_classes(files, image_size, channels, layout, blobs=None):
     decoded = (
         tf.data.Dataset.zip(tf.data.Dataset.range(len(paths)), data)
         .map(
-            lambda i, x: (i, _to_float(_decode(x, channels), image_size)),
+            lambda i, x: (i, to_float(_decode(x, channels), image_size)),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
         .ignore_errors()
@@ -454,7 +454,7 @@ def _decode(data, channels):
     return tf.io.decode_image(data, channels=channels, expand_animations=False)
 
 
-def _to_float(image, image_size):
+def to_float(image, image_size):
     """[0, 1] float32 at image_size² (Lanczos-3, antialiased, clipped)."""
     image = tf.image.convert_image_dtype(image, tf.float32)
     image = tf.image.resize(

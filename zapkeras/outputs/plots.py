@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib import ticker  # noqa: E402
 
 
-def _png(fig):
+def png(fig):
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     plt.close(fig)
@@ -41,7 +41,7 @@ def transfer_curves(curves_by_condition, metric="test_accuracy_seen"):
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
 def task_losses(losses, every):
@@ -60,7 +60,7 @@ def task_losses(losses, every):
     ax.set_ylabel("task loss (support images)")
     ax.set_title(f"Per-task losses, {tasks} tasks (blue first, red last)")
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
 def layer_similarity(layers, similarity, title):
@@ -75,7 +75,7 @@ def layer_similarity(layers, similarity, title):
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
 def _mean_std(runs):
@@ -123,7 +123,7 @@ def mean_std_lines(panels, x, xlabel, title):
         ax.legend(fontsize="small")
     fig.suptitle(title)
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
 def grouped_bars(categories, series, ylabel, title):
@@ -161,4 +161,4 @@ def grouped_bars(categories, series, ylabel, title):
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize="small")
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)

@@ -217,7 +217,7 @@ def plot_task_accuracies(series, title):
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    return plots._png(fig)
+    return plots.png(fig)
 
 
 def plot_accuracy_matrix(matrix):
@@ -230,4 +230,4 @@ def plot_accuracy_matrix(matrix):
     ax.set_ylabel("after training task i")
     ax.set_title("Accuracy matrix")
     fig.tight_layout()
-    return plots._png(fig)
+    return plots.png(fig)
