@@ -38,7 +38,7 @@ from zapkeras.methods import hooks
 UNITS = ("steps", "epochs", "tasks")
 
 
-def parse_every(every, owner):
+def parse_every(every, owner, units=UNITS):
     """(n, unit) from `every`; UsageError naming `owner`.every otherwise."""
     try:
         count, unit = every
@@ -50,12 +50,13 @@ def parse_every(every, owner):
         isinstance(count, (int, np.integer))
         and not isinstance(count, bool)
         and count >= 1
-        and unit in UNITS
+        and unit in units
     )
     if not valid:
         raise UsageError(
             f"{owner}.every = {every!r}; use (n, unit) with n an integer ≥ 1 "
-            "and unit 'steps', 'epochs' or 'tasks', e.g. (10, 'epochs')."
+            f"and unit one of {', '.join(map(repr, units))}, e.g. "
+            f"(10, {units[0]!r})."
         )
     return int(count), unit
 
@@ -101,6 +102,7 @@ class Method(keras.callbacks.Callback):
         acts only through `after_step` or its task hooks.
       seed: fixes the method's draws; None takes the run's seed when a
         zapkeras protocol runs it (`use_run_seed`), else 0.
+      units: the cadence units the method supports.
     """
 
     name = "method"
@@ -112,10 +114,10 @@ class Method(keras.callbacks.Callback):
     epoch_hook = "end"
     phase = 0
 
-    def __init__(self, every=None, seed=None):
+    def __init__(self, every=None, seed=None, units=UNITS):
         super().__init__()
         owner = type(self).__name__
-        self.every = None if every is None else parse_every(every, owner)
+        self.every = None if every is None else parse_every(every, owner, units)
         self.seed = check_seed(seed, owner)
         self.target = None
         self._state = {}

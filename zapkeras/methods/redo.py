@@ -86,12 +86,7 @@ class ReDo(base.Method):
                 "ReDo needs every=(n, 'steps') and threshold (paper: "
                 "every=(1000, 'steps'), threshold=0.025)."
             )
-        super().__init__(every, seed)
-        if self.every[1] != "steps":
-            raise UsageError(
-                f"ReDo.every = {every!r}; ReDo acts on steps: use "
-                "(n, 'steps')."
-            )
+        super().__init__(every, seed, units=("steps",))
         if not threshold >= 0:
             raise UsageError(
                 f"ReDo.threshold = {threshold!r}; use τ ≥ 0 (paper 0.025, "

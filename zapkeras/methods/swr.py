@@ -113,12 +113,7 @@ class SelectiveWeightReinit(base.Method):
                 "SelectiveWeightReinit needs every=(n, 'steps') and factor "
                 "(reference: every=(2048, 'steps'), factor=1e-5)."
             )
-        super().__init__(every, seed)
-        if self.every[1] != "steps":
-            raise UsageError(
-                f"SelectiveWeightReinit.every = {every!r}; SWR acts on "
-                "steps: use (n, 'steps')."
-            )
+        super().__init__(every, seed, units=("steps",))
         _choose("utility", utility, UTILITIES)
         _choose("pruning", pruning, PRUNINGS)
         _choose("reinit", reinit, REINITS)
