@@ -48,7 +48,7 @@ RUNS = {
         "--gin_param=class_incremental_tasks.classes_first = 2",
         "--gin_param=class_incremental_tasks.classes_per_task = 2",
         "--gin_param=continual_learning.batch_size = 20",
-        "--gin_param=HareTortoise.reset_every_epochs = 1",
+        "--gin_param=HareTortoise.every = (1, 'epochs')",
     ],
 }
 TIMED = ("second", "time")
