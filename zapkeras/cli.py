@@ -1,6 +1,6 @@
 """Command-line plumbing shared by `zapkeras.train` and `zapkeras.tune`.
 
-Flags of SPEC §1, gin parsing with unknown names failing loudly, and the
+The train flags (README "Configuration"), gin parsing with unknown names failing loudly, and the
 rule that a user mistake ends the program with a short message and exit
 status 2, never a traceback.
 """

@@ -2,7 +2,8 @@
 
 Importing this module imports every module that declares configurables and
 registers the Keras classes configs refer to. `gin.tf` is not used: it is
-broken on TF ≥ 2.16 (ecosystem-notes.md §C.4). Callbacks and Keras classes
+broken on TF ≥ 2.16 (gin/tf/utils.py subclasses the removed
+tf.estimator.SessionRunHook). Callbacks and Keras classes
 are registered here, not decorated, so the library stays usable without gin.
 """
 

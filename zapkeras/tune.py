@@ -2,7 +2,7 @@
 
 A keras-tuner search (random, grid or Bayesian) over gin bindings, each
 trial a full `zapkeras.train` run with every zapkeras.train flag given here
-(SPEC §1). Misspelled or malformed sweeps exit 2 before any trial: every
+(README "Configuration"). Misspelled or malformed sweeps exit 2 before any trial: every
 swept value is bound once on the base config (gin rejects unknown names,
 and a swept macro must be one the config sets). OUTPUT_DIR holds
 keras_tuner/ (the oracle's state: rerunning the command resumes the sweep),

@@ -3,7 +3,7 @@
 TensorBoard (`tensorboard --logdir OUTPUT_DIR/tensorboard`): the experiment
 config (swept bindings and the objective) at the top level, and one session
 per completed trial in trial_<id>/ with its bindings and objective, so the
-HParams dashboard lists, sorts and plots the trials (ecosystem-notes C.7).
+HParams dashboard lists, sorts and plots the trials.
 """
 
 import glob

@@ -6,7 +6,7 @@ train.log there), and scores the value at the objective's key path in that
 run's results.json. A process per trial isolates gin's global state and the
 tf.distribute strategy, so `--strategy=mirrored` works in trials (keras-
 tuner's `distribution_strategy` would only wrap a hypermodel build, which a
-zapkeras run does not have; ecosystem-notes §0.7).
+zapkeras run does not have).
 
 keras-tuner swallows failed trials and stops after its own count of
 consecutive failures without saving the last one, so a failure here is
