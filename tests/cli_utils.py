@@ -18,6 +18,19 @@ CONTINUAL_TINY = [
     "--gin_param=continual_learning.probe_size = 20",
 ]
 
+# An Omniglot config shrunk to seconds on the embedded glyphs.
+EMBEDDED_OMNIGLOT = [
+    "--gin_param=load_class_sets.name = 'embedded'",
+    "--gin_param=glyph_class_sets.background_classes = 12",
+    "--gin_param=glyph_class_sets.evaluation_classes = 10",
+    "--gin_param=PRETRAIN_CLASSES = None",
+    "--gin_param=WIDTH = 4",
+    "--gin_param=TRANSFER_CLASSES = 6",
+    "--gin_param=TRANSFER_RUNS = 1",
+    "--gin_param=TRANSFER_LRS = (0.01,)",
+    "--gin_param=sequential_transfer.eval_every = 3",
+]
+
 
 def run_module(module, *args, timeout=600, env=None):
     """Runs the module from the repo root (extra `env` variables set);

@@ -11,19 +11,9 @@ import sys
 import pytest
 
 from tests.cli_utils import CONTINUAL_TINY
+from tests.cli_utils import EMBEDDED_OMNIGLOT
 from tests.cli_utils import REPO
 
-EMBEDDED_OMNIGLOT = [
-    "--gin_param=load_class_sets.name = 'embedded'",
-    "--gin_param=glyph_class_sets.background_classes = 12",
-    "--gin_param=glyph_class_sets.evaluation_classes = 10",
-    "--gin_param=PRETRAIN_CLASSES = None",
-    "--gin_param=WIDTH = 4",
-    "--gin_param=TRANSFER_CLASSES = 6",
-    "--gin_param=TRANSFER_RUNS = 1",
-    "--gin_param=TRANSFER_LRS = (0.01,)",
-    "--gin_param=sequential_transfer.eval_every = 3",
-]
 RUNS = {
     "iid_zap": [
         "--gin_file=gin/omniglot/iid_zap.gin",

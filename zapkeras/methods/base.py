@@ -91,6 +91,31 @@ def deprecated_every(owner, every, old, value, unit, default):
     return (value, unit)
 
 
+def methods_in(callbacks):
+    """The `Method`s among `callbacks`, with distinct log names.
+
+    A name used again (e.g. an L2 `decay/ShrinkAndPerturb` beside a
+    perturbing one) gets `_2`, `_3`, … in list order, so neither's counters
+    overwrite the other's in the logs.
+    """
+    methods = [c for c in callbacks if isinstance(c, Method)]
+    uses = {}
+    for method in methods:
+        name = type(method).name
+        uses[name] = uses.get(name, 0) + 1
+        method.name = name if uses[name] == 1 else f"{name}_{uses[name]}"
+    return methods
+
+
+def counters_of(methods):
+    """{'<method>/<counter>': value} of every method in `methods`."""
+    return {
+        f"{method.name}/{key}": value
+        for method in methods
+        for key, value in method.counters().items()
+    }
+
+
 class Method(keras.callbacks.Callback):
     """Base of every method (module docstring).
 

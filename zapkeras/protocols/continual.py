@@ -65,7 +65,7 @@ class _Run:
         self.model, self.problem, self.context = model, problem, context
         self.s = settings
         self.callbacks = list(settings["callbacks"])
-        self.methods = [c for c in self.callbacks if isinstance(c, base.Method)]
+        self.methods = base.methods_in(self.callbacks)
         for method in self.methods:
             method.use_run_seed(context.seed)
         with context.strategy.scope():
@@ -149,14 +149,6 @@ class _Run:
             method.set_model(self.model)
             getattr(method, hook)(task)
 
-    def counters(self):
-        """{'<method>/<counter>': value} of every method."""
-        return {
-            f"{method.name}/{key}": value
-            for method in self.methods
-            for key, value in method.counters().items()
-        }
-
     def begin_task(self, task):
         """Step 1 of the module docstring (not repeated on resume)."""
         problem, batch = self.problem, self.s["batch_size"]
@@ -237,7 +229,7 @@ class _Run:
                 for j in range(problem.num_tasks)
             ]
         record["diagnostics"] = self.state["current"]["diagnostics"]
-        record["counters"] = self.counters()
+        record["counters"] = base.counters_of(self.methods)
         return record
 
     def log_task(self, task, record):

@@ -110,6 +110,7 @@ def iid_pretraining(
         "val_accuracy": final_val["accuracy"],
         "val_loss": final_val["loss"],
         "train_accuracy": final_train["accuracy"],
+        "counters": base.counters_of(methods),
         "wall_seconds": wall_seconds,
     }
 
@@ -117,7 +118,7 @@ def iid_pretraining(
 def _prepare_methods(callbacks, trainer, context):
     """The zapkeras methods among `callbacks`, seeded and with their state
     built on `trainer` (so a checkpoint can restore it)."""
-    methods = [c for c in callbacks if isinstance(c, base.Method)]
+    methods = base.methods_in(callbacks)
     for method in methods:
         method.use_run_seed(context.seed)
         method.set_model(trainer)
@@ -274,5 +275,6 @@ def asb_pretraining(
         "train_accuracy": _evaluate(model, train, batch, context.seed)[
             "accuracy"
         ],
+        "counters": base.counters_of(methods),
         "wall_seconds": wall_seconds,
     }
