@@ -156,3 +156,36 @@ def test_bad_settings_raise_usage_error(kwargs, match):
     args = {"every": (10, "steps"), "threshold": 0.025, **kwargs}
     with pytest.raises(UsageError, match=match):
         ReDo(**args)
+
+
+def _dead_through_layer_norm(reset_norms):
+    """A 'pre'-LayerNorm MLP whose unit 3 of dense0 is dead only through its
+    LayerNorm (γ 0, β −100 → ReLU 0), one ReDo step at τ = 0."""
+    x, y = sm.data(n=16)
+    model = sm.mlp(layer_norm="pre")
+    norm = model.get_layer("norm0")
+    gamma, beta = norm.gamma.numpy(), norm.beta.numpy()
+    gamma[3], beta[3] = 0.0, -100.0
+    norm.gamma.assign(gamma)
+    norm.beta.assign(beta)
+    redo = ReDo((1, "steps"), 0.0, seed=1, reset_norms=reset_norms)
+    sm.fit(model, [redo], x, y)
+    act = keras.Model(model.input, model.get_layer("act0").output)
+    activity = np.abs(act.predict(x, verbose=0)).mean(axis=0)
+    return redo, norm, activity
+
+
+def test_a_unit_dead_through_its_layer_norm_is_recycled_with_its_entries():
+    redo, norm, activity = _dead_through_layer_norm(reset_norms=True)
+    assert redo.last_dormant["dense0"].tolist() == [3]
+    assert norm.gamma.numpy()[3] == 1.0 and norm.beta.numpy()[3] == 0.0
+    assert activity[3] > 0.0  # alive again, as the SWR code's ReDoLinear
+    kept, kept_norm, kept_activity = _dead_through_layer_norm(False)
+    assert kept.last_dormant["dense0"].tolist() == [3]
+    assert kept_norm.gamma.numpy()[3] == 0.0
+    assert kept_norm.beta.numpy()[3] == -100.0
+    assert kept_activity[3] == 0.0  # dopamine's ReDo: stays dead
+    others = np.arange(8) != 3  # the other entries trained identically
+    np.testing.assert_array_equal(
+        norm.gamma.numpy()[others], kept_norm.gamma.numpy()[others]
+    )

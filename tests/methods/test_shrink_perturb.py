@@ -330,3 +330,19 @@ def test_mirrored_matches_one_device_and_keeps_replicas_identical():
     step_methods.replicas_agree(strategy, two.weights)
     for a, b in zip(one.weights, two.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+
+
+def test_two_shrink_perturbs_in_one_run_log_under_distinct_names():
+    decay = ShrinkAndPerturb(0.99, interpolate_to=None, every=(1, "steps"))
+    noise = ShrinkAndPerturb(1.0, 0.01, interpolate_to=None, every=(2, "steps"))
+    methods = base.methods_in([decay, keras.callbacks.History(), noise])
+    assert [m.name for m in methods] == ["shrink_perturb", "shrink_perturb_2"]
+    model = step_methods.mlp()
+    x, y = step_methods.data(n=64)
+    history = step_methods.fit(model, methods, x, y).history  # 4 steps
+    assert history["method/shrink_perturb/resets"] == [4.0]
+    assert history["method/shrink_perturb_2/resets"] == [2.0]
+    assert base.counters_of(methods) == {
+        "shrink_perturb/resets": 4.0,
+        "shrink_perturb_2/resets": 2.0,
+    }
