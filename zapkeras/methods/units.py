@@ -72,13 +72,16 @@ class UnitLayer:
     layer: the Dense/Conv layer (units = last kernel axis); output: the
     layer whose output is the units' activation (the last activation
     layer on the path, else `layer`); norms: per-unit norm layers on the
-    path; next: the weighted layer holding the outgoing weights.
+    path; next: the weighted layer holding the outgoing weights; read:
+    the layer whose output `next` reads (after any pooling, Flatten or
+    norm on the path; `layer` itself when nothing is in between).
     """
 
     layer: keras.layers.Layer
     output: keras.layers.Layer
     norms: tuple
     next: keras.layers.Layer
+    read: keras.layers.Layer = None
 
     @property
     def name(self):
@@ -138,6 +141,7 @@ def _follow(layer, functional, consumers):
     outputs = {id(t) for t in compat.flat_outputs(functional)}
     output, norms, current = layer, [], layer
     while True:
+        read = current
         tensor = compat.inbound_nodes(current)[0].output_tensors[0]
         if id(tensor) in outputs:
             return f"its output reaches the model output at {current.name!r}"
@@ -166,7 +170,7 @@ def _follow(layer, functional, consumers):
         fits = kernel[0] % num_units == 0
     if not fits or not _channels_last(current):
         return f"next layer {current.name!r} does not read its units"
-    return UnitLayer(layer, output, tuple(norms), current)
+    return UnitLayer(layer, output, tuple(norms), current, read)
 
 
 def unit_layers(model, names=None, setting="layers"):
