@@ -4,7 +4,8 @@ zapkeras needs a few things Keras 3 keeps private: the pieces of its TF
 `train_step` (so the step hook can run it with extra outputs), the layer
 graph of a functional model (so unit methods find the outgoing weights of a
 unit), the fan computation of its initializers, the names of optimizer
-slots, and two fixes to its TF trainer under MultiWorkerMirroredStrategy.
+slots, and fixes to its TF trainer: its build on a first batch that splits
+unevenly over replicas, and two under MultiWorkerMirroredStrategy.
 Nothing else in the package imports `keras.src` or reads a `_`-prefixed
 Keras attribute (tests/test_compat.py checks both), so a Keras upgrade
 means reviewing this file and extending `TESTED`.
@@ -53,6 +54,7 @@ def missing_internals():
         "TensorFlowTrainer._maybe_symbolic_build": hasattr(
             _tf_trainer.TensorFlowTrainer, "_maybe_symbolic_build"
         ),
+        "Trainer._symbolic_build": hasattr(keras.Model, "_symbolic_build"),
         "trainer.reduce_per_replica": hasattr(
             _tf_trainer, "reduce_per_replica"
         ),
@@ -159,6 +161,32 @@ def optimizer_slots(optimizer, variable):
     ]
 
 
+def _local_build(self, iterator=None, data_batch=None):
+    """Keras' build before fit/evaluate, from the local first replica's
+    share of the first batch instead of its mean over the replicas, which
+    fails when shares differ in size (e.g. 5 examples on 2 replicas) or
+    the strategy cannot reduce a PerReplica tuple. Shapes are all the
+    build needs."""
+    if self._distribute_strategy is None:
+        return
+    if iterator is not None:
+        for _, _, batches in iterator:
+            local = self.distribute_strategy.experimental_local_results
+            data_batch = tf.nest.map_structure(
+                lambda v: local(v)[0], next(batches)
+            )
+            break
+    with self.distribute_strategy.scope():
+        self._symbolic_build(data_batch=data_batch)
+
+
+class LocalBatchBuild:
+    """Mixin of Keras models: `_local_build` for this class only, so that
+    `evaluate` under MirroredStrategy takes batches that split unevenly."""
+
+    _maybe_symbolic_build = _local_build
+
+
 @functools.cache
 def patch_multi_worker_trainer():
     """Two fixes to Keras' TF trainer under MultiWorkerMirroredStrategy.
@@ -185,18 +213,5 @@ def patch_multi_worker_trainer():
 
         return tf.nest.map_structure(mean, values)
 
-    def symbolic_build(self, iterator=None, data_batch=None):
-        if self._distribute_strategy is None:
-            return
-        if iterator is not None:
-            for _, _, batches in iterator:
-                local = self.distribute_strategy.experimental_local_results
-                data_batch = tf.nest.map_structure(
-                    lambda v: local(v)[0], next(batches)
-                )
-                break
-        with self.distribute_strategy.scope():
-            self._symbolic_build(data_batch=data_batch)
-
     _tf_trainer.reduce_per_replica = reduce_logs
-    _tf_trainer.TensorFlowTrainer._maybe_symbolic_build = symbolic_build
+    _tf_trainer.TensorFlowTrainer._maybe_symbolic_build = _local_build

@@ -6,13 +6,13 @@ episode's class (lines 6–8), K single-example plain-SGD steps on that class
 examples + R "remember" examples, with the loss at the adapted weights θ_K:
 
 - ASB (line 17): the model keeps θ_K and the outer step follows the
-  gradient at θ_K (reference-implementations.md §1.2);
+  gradient at θ_K (docs/reference_codes.md §1.2);
 - Meta-ASB (line 15): the outer step follows the gradient w.r.t. the
   pre-episode weights θ_0 through all K inner steps and updates θ_0; the
-  inner updates are discarded (§1.3).
+  inner updates are discarded (docs/reference_codes.md §1.3).
 
 The inner loop is functional (`model.stateless_call` on weight tensors), so
-the meta-gradient is exact to second order (ecosystem-notes.md §0 item 5).
+the meta-gradient is exact to second order (docs/keras_notes.md §6).
 Measured on the Omniglot convnet (width 256, K = 20, 2-core CPU): ASB runs
 it as a `tf.while_loop`, which traced in ~3 s instead of ~11 s unrolled and
 ran at least as fast (1.09 vs 1.20 s per episode). Meta-ASB unrolls it
@@ -31,7 +31,9 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from zapkeras import compat
 from zapkeras.errors import UsageError
+from zapkeras.methods import asb_saving
 from zapkeras.methods import hooks
 from zapkeras.methods.zapping import zap as zap_units
 
@@ -60,7 +62,8 @@ def episode_batches(episodes, num_replicas):
 
 
 def _cross_entropy(y, logits):
-    """Per-example CE from logits: unscaled, unlike a Loss object (§C.3)."""
+    """Per-example CE from logits: unscaled, unlike a Loss object
+    (docs/keras_notes.md §5)."""
     return keras.losses.sparse_categorical_crossentropy(
         y, logits, from_logits=True
     )
@@ -74,13 +77,23 @@ def _inner_index(model, inner_variables):
     if callable(inner_variables):
         chosen = [i for i, v in enumerate(trainable) if inner_variables(v)]
     else:
-        wanted = {id(v) for v in inner_variables}
-        chosen = [i for i, v in enumerate(trainable) if id(v) in wanted]
-        if len(chosen) != len(wanted):
+        if isinstance(inner_variables, str):
+            inner_variables = [inner_variables]
+        wanted = {v if isinstance(v, str) else id(v) for v in inner_variables}
+        keys = [
+            (id(v), v.path, asb_saving.relative_path(model, v))
+            for v in trainable
+        ]
+        chosen = [i for i, k in enumerate(keys) if wanted.intersection(k)]
+        unknown = wanted.difference(*zip(*keys)) if keys else wanted
+        if unknown:
+            named = sorted(w for w in unknown if isinstance(w, str))
+            named = f" (unknown: {named})" if named else ""
             raise UsageError(
                 "inner_variables lists variables that are not trainable "
-                f"variables of model {model.name!r}; list only entries of "
-                "model.trainable_variables (or pass a predicate)."
+                f"variables of model {model.name!r}{named}; list "
+                "entries of model.trainable_variables or their paths "
+                "(variable.path), or pass a predicate."
             )
     if not chosen:
         raise UsageError(
@@ -91,7 +104,10 @@ def _inner_index(model, inner_variables):
     return tuple(chosen)
 
 
-class ASB(hooks.Trainer, keras.Model):
+@keras.saving.register_keras_serializable(package="zapkeras")
+class ASB(
+    hooks.Trainer, asb_saving.Saving, compat.LocalBatchBuild, keras.Model
+):
     """Alternating Sequential and Batch learning (frati2024 Alg. 1, line 17).
 
     Wraps a built classifier `model` whose logits layer is named
@@ -100,21 +116,27 @@ class ASB(hooks.Trainer, keras.Model):
     reference); fit on `episode_batches(asb_episodes(...), n_replicas)`.
     Metrics: `inner_loss` (mean over the K inner steps), `outer_loss` and
     `outer_accuracy` (meta batch at θ_K, before the outer step).
+    `evaluate` and `predict` take ordinary (x, y) data and use the
+    classifier; `save` / `keras.models.load_model` round-trip the wrapper
+    (classifier, outer optimizer, settings, zap seed state).
 
     Args:
       model: the classifier; the wrapper trains its variables in place.
       inner_learning_rate: plain-SGD rate of the K inner steps (reference:
-        0.1 Omniglot, 1e-3 Mini-ImageNet / Omni-image; §1.2).
+        0.1 Omniglot, 1e-3 Mini-ImageNet / Omni-image; docs/reference_codes.md
+        §1.2).
       zap: resample the episode class's classifier column before the inner
         loop, Kaiming-normal std √(2/fan_in) (default True; the paper's
         best setting; False is the no-zap control).
       zap_reset_bias: also set that class's bias to 0 (default True, paper
-        footnote 4; False keeps it, as the reference code does, §1.12).
+        footnote 4; False keeps it, as the reference code does,
+        docs/reference_codes.md §1.12).
       zap_reset_optimizer: also zero the outer optimizer's slots of the
         zapped entries (default False: the reference keeps Adam's moments).
       inner_variables: the weights the inner loop adapts: None (default,
-        all, as the paper), a list of trainable variables, or a predicate
-        on a variable (ANML/OML-style variants); the rest stay at θ_0.
+        all, as the paper), a list of trainable variables or of their
+        paths, or a predicate on a variable (ANML/OML-style variants; a
+        predicate cannot be saved); the rest stay at θ_0.
       seed: int seed of the zap draws (a SeedGenerator the wrapper owns).
 
     Non-trainable state (e.g. normalisation statistics) is carried through
@@ -153,7 +175,7 @@ class ASB(hooks.Trainer, keras.Model):
         if zap and "classifier" not in [layer.name for layer in model.layers]:
             raise UsageError(
                 f"zap=True but model {model.name!r} has no layer named "
-                "'classifier'; name its output Dense 'classifier' (SPEC §5)."
+                "'classifier'; name its output Dense 'classifier'."
             )
         if seed is not None and not isinstance(seed, int):
             raise UsageError(f"seed = {seed!r}; use an int or None.")
@@ -163,10 +185,16 @@ class ASB(hooks.Trainer, keras.Model):
         self.zap_reset_bias = bool(zap_reset_bias)
         self.zap_reset_optimizer = bool(zap_reset_optimizer)
         self._inner_index = _inner_index(model, inner_variables)
+        self._inner_saveable = not callable(inner_variables)
+        self._inner_all = inner_variables is None
+        self.seed = seed
         self._seed_generator = keras.random.SeedGenerator(seed)
         self._trackers = [
             keras.metrics.Mean(name)
             for name in ("inner_loss", "outer_loss", "outer_accuracy")
+        ]
+        self._eval_trackers = [
+            keras.metrics.Mean(n) for n in ("loss", "accuracy")
         ]
         self.built = True
 
@@ -177,13 +205,13 @@ class ASB(hooks.Trainer, keras.Model):
 
     @property
     def metrics(self):
-        return list(self._trackers)
+        return self._trackers + self._eval_trackers
 
     def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
         """Compiles with the outer optimizer; XLA off unless asked.
 
-        XLA made ASB 1.1× and Meta-ASB ~30× slower here (ecosystem-notes.md
-        §0 item 12), hence `jit_compile=False` by default.
+        XLA made ASB 1.1× and Meta-ASB ~30× slower here (docs/keras_notes.md
+        §10), hence `jit_compile=False` by default.
         """
         if loss is not None or metrics is not None:
             raise UsageError(
@@ -196,6 +224,33 @@ class ASB(hooks.Trainer, keras.Model):
 
     def call(self, inputs, training=False):
         return self.model(inputs, training=training)
+
+    def test_step(self, data):
+        """Classifier CE (from logits) and accuracy on (x, y[, weight]).
+
+        Means over all examples, Σ w·ℓ / Σ w with sample weights (as
+        keras.metrics, not a compiled loss's Σ w·ℓ / N), from sums
+        all-reduced over the replicas: uneven shares count as on one device.
+        """
+        x, y, weight = keras.utils.unpack_x_y_sample_weight(data)
+        if y is None:
+            raise UsageError(
+                f"{type(self).__name__}.evaluate evaluates the classifier: "
+                "pass labelled data (x, y), e.g. batches of (images, "
+                "labels), not episodes."
+            )
+        logits = self(x, training=False)
+        losses = ops.cast(_cross_entropy(y, logits), "float32")
+        hits = keras.metrics.sparse_categorical_accuracy(y, logits)
+        w = ops.ones_like(losses) if weight is None else weight
+        w = ops.reshape(ops.cast(w, "float32"), ops.shape(losses))
+        sums = [ops.sum(w * losses), ops.sum(w * ops.cast(hits, "float32"))]
+        *sums, count = tf.distribute.get_replica_context().all_reduce(
+            "SUM", sums + [ops.sum(w)]
+        )
+        for tracker, total in zip(self._eval_trackers, sums):
+            tracker.update_state(ops.divide_no_nan(total, count), count)
+        return {t.name: t.result() for t in self._eval_trackers}
 
     def train_step(self, data):
         """One episode of Alg. 1 on this replica's copy of the episode."""
@@ -338,8 +393,9 @@ class ASB(hooks.Trainer, keras.Model):
         return theta
 
 
+@keras.saving.register_keras_serializable(package="zapkeras")
 class MetaASB(ASB):
-    """Meta-ASB (frati2024 Alg. 1, line 15; reference §1.3).
+    """Meta-ASB (frati2024 Alg. 1, line 15; docs/reference_codes.md §1.3).
 
     As `ASB`, but the outer optimizer updates the pre-episode weights θ_0
     with the gradient of the meta-batch loss at θ_K taken w.r.t. θ_0
@@ -366,3 +422,6 @@ class MetaASB(ASB):
     ):
         super().__init__(model, inner_learning_rate, zap, **kwargs)
         self.first_order = bool(first_order)
+
+    def get_config(self):
+        return {**super().get_config(), "first_order": self.first_order}
