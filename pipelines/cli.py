@@ -18,7 +18,7 @@ from pipelines import progress
 
 SCALES = ("ci", "small", "paper")
 
-flags.DEFINE_string("data_dir", None, "--data_dir of every run (SPEC §3).")
+flags.DEFINE_string("data_dir", None, "--data_dir of every run.")
 flags.DEFINE_string("output_dir", None, "Where the grid goes (runs/<study>).")
 flags.DEFINE_enum("scale", "ci", list(SCALES), "Size of every run.")
 flags.DEFINE_integer(

@@ -44,7 +44,7 @@ STUDY = "frati2024"
 CONDITIONS = ("iid", "iid_zap", "asb", "asb_zap", "meta_asb", "meta_asb_zap")
 PAIRS = (("iid", "iid_zap"), ("asb", "asb_zap"), ("meta_asb", "meta_asb_zap"))
 SCALES = {
-    # Minutes on a 2-core CPU with the real Omniglot subset of shared/.
+    # Minutes on a 2-core CPU with a real Omniglot subset (5 alphabets).
     # Measured there (3 seeds each): with the reference's inner rate 0.1,
     # ASB+zap and Meta-ASB+zap trailed their controls; at 0.01 (in the
     # reference's sweep, which frati2024 §3 reports the best of) both lead.

@@ -19,7 +19,7 @@ large (h = 100) × LayerNorm none/pre/post/reparam (§4's four settings are
 small/large × none/post); class-incremental ViT widths small (192) and
 large (384, §5) × standard/reparam LayerNorm. The configs hold the
 large-network hyperparameters; the other permuted settings take the
-paper's tuned values (reference-implementations.md §2.3) and learning
+paper's tuned values (docs/reference_codes.md §2.3) and learning
 rate 0.1 with LayerNorm; the class-incremental standard-LN base uses
 λ = 2e-6 as gin/class_incremental/l2.gin (the paper's "regular LN" base
 system, so `l2` is not a separate class-incremental method here).
@@ -60,7 +60,7 @@ WIDTHS = {
     "permuted": {"small": 10, "large": 100},
     "class_incremental": {"small": 192, "large": 384},
 }
-# reference-implementations.md §2.3: the best values per permuted setting
+# docs/reference_codes.md §2.3: the best values per permuted setting
 # (the configs hold the large network's). SWR keeps factor 1e-5 with
 # LayerNorm; S&P's noise is tuned for the small network only.
 _PERMUTED_TUNED = {

@@ -1,7 +1,7 @@
 """Speed of zapkeras' hot paths, and of the papers' PyTorch code (issue 7).
 
 Times the library's own code on the Omniglot convnet as the reference code
-builds it (frati2024 §2; reference-implementations.md §1.5: width 256,
+builds it (frati2024 §2; docs/reference_codes.md §1.5: width 256,
 28×28, padding 0, 2304 features; 963 classes here) with synthetic in-memory
 images, so that no input I/O is measured:
 

@@ -1,6 +1,6 @@
 """The papers' PyTorch code paths, timed as tools/benchmark.py times ours.
 
-Eager PyTorch as the reference code runs it (reference-implementations.md
+Eager PyTorch as the reference code runs it (docs/reference_codes.md
 §1.2-1.5, §1.7), on the same convnet (conv 3×3 → InstanceNorm2d(affine) →
 ReLU → max-pool 2, padding 0, pools [2, 2, 0], Linear(2304, classes)) and
 synthetic in-memory images:

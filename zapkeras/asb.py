@@ -1,5 +1,5 @@
-"""Public API: `zapkeras.asb.ASB` and `MetaASB` (SPEC §5); implemented in
-methods/."""
+"""Public API: `zapkeras.asb.ASB` and `MetaASB` (README "Python API");
+implemented in methods/."""
 
 from zapkeras.methods.asb import ASB
 from zapkeras.methods.asb import MetaASB

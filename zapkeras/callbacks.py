@@ -1,4 +1,4 @@
-"""Public API: the Keras callbacks of zapkeras (SPEC §5).
+"""Public API: the Keras callbacks of zapkeras (README "Python API").
 
 Each works in a user's own `model.fit(...)` on a plain Keras model.
 """

@@ -1,8 +1,8 @@
 """Command-line plumbing shared by `zapkeras.train` and `zapkeras.tune`.
 
-The train flags (README "Configuration"), gin parsing with unknown names failing loudly, and the
-rule that a user mistake ends the program with a short message and exit
-status 2, never a traceback.
+The train flags (README "Configuration"), gin parsing with unknown names
+failing loudly, and the rule that a user mistake ends the program with a
+short message and exit status 2, never a traceback.
 """
 
 import datetime

@@ -1,4 +1,4 @@
-"""The `--strategy` flag: which tf.distribute strategy a run uses (SPEC §1)."""
+"""The `--strategy` flag: which tf.distribute strategy a run uses."""
 
 import functools
 import os

@@ -4,7 +4,7 @@ One run pretrains a model and transfers it with each configured protocol.
 `conditions` (gin scope names) repeat that for several pretraining conditions
 on the same data and from the same initial weights, e.g. `('iid',
 'iid_zap')` with `iid_zap/iid_pretraining.zapping = @Zapping()`, and print a
-comparison table. Output layout (SPEC §4): config.gin, results.json,
+comparison table. Output layout (README "Outputs"): config.gin, results.json,
 tensorboard/[condition/], checkpoints/[condition/], curves/[condition/],
 plots/.
 """

@@ -1,4 +1,4 @@
-"""Entry point: `python -m zapkeras.train --gin_file=... [flags]` (SPEC §1)."""
+"""Entry point: `python -m zapkeras.train --gin_file=... [flags]`."""
 
 import keras
 import tensorflow as tf

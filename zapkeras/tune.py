@@ -2,10 +2,11 @@
 
 A keras-tuner search (random, grid or Bayesian) over gin bindings, each
 trial a full `zapkeras.train` run with every zapkeras.train flag given here
-(README "Configuration"). Misspelled or malformed sweeps exit 2 before any trial: every
-swept value is bound once on the base config (gin rejects unknown names,
-and a swept macro must be one the config sets). OUTPUT_DIR holds
-keras_tuner/ (the oracle's state: rerunning the command resumes the sweep),
+(README "Configuration"). Misspelled or malformed sweeps exit 2 before
+any trial: every swept value is bound once on the base config (gin
+rejects unknown names, and a swept macro must be one the config sets).
+OUTPUT_DIR holds keras_tuner/ (the oracle's state: rerunning the command
+resumes the sweep),
 trial_<id>/ (each run), tensorboard/ (HParams) and tune_results.json.
 Exit status 1 when a trial failed, 2 when the first failure was a trial
 that exited 2 (a user mistake such as a diverging learning rate).

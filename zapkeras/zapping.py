@@ -1,4 +1,5 @@
-"""Public API: `zapkeras.zapping.zap` (SPEC §5); implemented in methods/."""
+"""Public API: `zapkeras.zapping.zap` (README "Python API"); implemented in
+methods/."""
 
 from zapkeras.methods.zapping import zap
 

@@ -34,7 +34,7 @@ def test_84px_has_four_same_padded_blocks_and_6400_features():
     model = models.frati_convnet(64, image_size=84, channels=3)
     assert model.input.shape == (None, 84, 84, 3)
     assert model.get_layer("features").output.shape == (None, 6400)
-    assert [l.name for l in model.layers if l.name.startswith("pool")] == [
+    assert [x.name for x in model.layers if x.name.startswith("pool")] == [
         "pool0",
         "pool1",
         "pool2",

@@ -36,7 +36,7 @@ def test_anml_gates_2304_rln_features_with_a_sigmoid_nm():
 
 def test_oml_has_six_strided_convs_to_2304_features_and_a_two_layer_pln():
     model = meta_learners.oml(1000)
-    convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    convs = [x for x in model.layers if isinstance(x, keras.layers.Conv2D)]
     assert [c.strides[0] for c in convs] == [2, 1, 2, 1, 2, 2]
     assert model.get_layer("features").output.shape[-1] == 2304
     assert model.get_layer("pln_dense").units == 1024

@@ -1,7 +1,7 @@
 """Continual-learning problems: seeded task streams over any local dataset.
 
 - `permuted_tasks`: a fixed random pixel permutation per task, one epoch
-  per task (hernandez-garcia2025 §3; reference-implementations.md §2.3).
+  per task (hernandez-garcia2025 §3; docs/reference_codes.md §2.3).
 - `class_incremental_tasks`: classes in a seeded order, `classes_first`
   then `classes_per_task` new ones per task, logits limited to the classes
   seen (hernandez-garcia2025 §5, after Dohare et al. 2024).

@@ -85,7 +85,7 @@ def load_class_sets(
     split by sorted class name: the first `pretrain_fraction` pretrain,
     the rest transfer. `normalize='imagenet'` standardises RGB channels by
     ImageNet's mean and std, as the reference does for Mini-ImageNet
-    (reference-implementations.md §1.6); None keeps [0, 1]. `pretrain_classes`
+    (docs/reference_codes.md §1.6); None keeps [0, 1]. `pretrain_classes`
     keeps a random subset (chosen by `seed`) of the pretraining classes.
     """
     if image_size < 1:

@@ -2,8 +2,8 @@
 
 - `warm_start_tasks`: lee2024's warm-start (2 phases) and continual (10
   phases) protocols: accumulated random subsets with per-phase label noise,
-  epochs = base / ratio (lee2024 §3.1, App. A.3; reference-implementations
-  §3.3, the reference's PartialImageFolder).
+  epochs = base / ratio (lee2024 §3.1, App. A.3; docs/reference_codes.md §3.3,
+  the reference's PartialImageFolder).
 - `multi_stage_tasks`: berariu2021's data revealed in stages, uniform or
   class-imbalanced (§2 Fig. 4, App. A.3).
 

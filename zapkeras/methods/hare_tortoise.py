@@ -4,7 +4,7 @@ The tortoise is an exponential moving average of the hare (the trained
 model), θ_t ← μ·θ_t + (1 − μ)·θ_h after every optimizer step (§4.2), taken
 over all of `model.weights`: trainable weights AND non-trainable state such
 as BatchNorm moving statistics, as the H&T repo averages parameters and
-buffers (reference-implementations.md §3.1). It starts as a copy of the
+buffers (docs/reference_codes.md §3.1). It starts as a copy of the
 initial hare. Periodically the hare ← tortoise, a value copy; the optimizer
 state is kept, as in the repo (whose protocol builds a new AdamW per task).
 The paper predicts with the tortoise. (Alg. 1's pseudocode writes the

@@ -2,7 +2,7 @@
 
 lee2024's Shrink & Perturb and head reset interpolate toward, and
 regenerative L2 decays toward, the ORIGINAL initial weights θ_0 — the same
-values every time (reference-implementations.md §3.2). `snapshot` copies θ_0
+values every time (docs/reference_codes.md §3.2). `snapshot` copies θ_0
 into variables created under the model's strategy scope; a callback keeps
 them on a `tf.Module` it exposes through `checkpoint_items()`. Restoring a
 checkpoint into that module before the snapshot exists is deferred by

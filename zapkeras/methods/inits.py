@@ -4,13 +4,13 @@ SWR resamples a reinitialised weight "from the same distribution used at
 initialization" (hernandez-garcia2025 §3, Alg. 1); ReDo draws a dormant
 unit's incoming weights from the layer's initializer (Sokar et al. §4) and
 CBP resets normalisation entries to their initial values. The reference
-code keeps a hand-written table per network (reference-implementations.md
+code keeps a hand-written table per network (docs/reference_codes.md
 §2.1); here the table is read off each variable's layer: a variable named
 `v` of a layer was drawn by the layer's `v_initializer` (Keras' own
 convention: kernel, bias, gamma, beta, moving_mean, moving_variance,
 embeddings). The zapkeras norms keep no initializer attribute and are
-listed here. Keras initializers repeat their draws (ecosystem-notes.md §0
-item 2), so `sample` draws with a `keras.random.SeedGenerator`.
+listed here. Keras initializers repeat their draws (docs/keras_notes.md §3),
+so `sample` draws with a `keras.random.SeedGenerator`.
 """
 
 import collections

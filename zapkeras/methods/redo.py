@@ -1,11 +1,11 @@
 """ReDo: recycling dormant neurons (Sokar et al., ICML 2023).
 
-Every n steps (`every=(n, "steps")`), after the optimizer step, each hidden unit layer
-(`methods.units`; never the output layer) scores its units by
+Every n steps (`every=(n, "steps")`), after the optimizer step, each hidden
+unit layer (`methods.units`; never the output layer) scores its units by
 s_j = mean|h_j| / (mean_k mean|h_k| + 1e-9), the mean over the batch (and
 spatial positions, per channel, for conv). Units with s_j ≤ τ are dormant
 (τ = 0: exactly zero activity) and are recycled as dopamine's
-`NeuronRecycler` does (reference-implementations.md §5.1): incoming
+`NeuronRecycler` does (docs/reference_codes.md §5.1): incoming
 weights resampled from the layer's initializer, bias 0, outgoing weights
 0 (the mask repeated over spatial positions after conv → Flatten → Dense),
 and the optimizer slots (Adam m and v) of those entries zeroed
@@ -13,9 +13,9 @@ and the optimizer slots (Adam m and v) of those entries zeroed
 as in dopamine; the bias slots are zeroed too, which dopamine leaves).
 The entries of the recycled units in per-unit norms on their path are put
 back to their initial values (LayerNorm γ 1, β 0; reparameterised γ 0;
-BatchNorm statistics 0, 1), as the SWR paper's ReDo (`ReDoLinear`, §2.2 of
-the reference notes): otherwise a unit dead through its LayerNorm stays
-dead. `reset_norms=False` leaves them, as dopamine (whose nets have none).
+BatchNorm statistics 0, 1), as the SWR paper's ReDo (`ReDoLinear`,
+docs/reference_codes.md §2.2): otherwise a unit dead through its LayerNorm
+stays dead. `reset_norms=False` leaves them, as dopamine (whose nets have none).
 Under ASB/MetaASB the scores come from the outer step's meta batch.
 
 Scores come from this step's global training batch (statistics="batch",

@@ -7,7 +7,7 @@ to the gradient (keras/src/optimizers/base_optimizer.py
 `_apply_weight_decay`; measured with SGD(0.1, weight_decay=0.5), p = 2
 and gradient 1 twice: 1.8 then 1.61, or 1.52 with momentum 0.9 where
 coupled L2 would give 1.43: the decay stays out of the velocity). That is
-the reference's SGDW and PyTorch's AdamW (reference-implementations.md
+the reference's SGDW and PyTorch's AdamW (docs/reference_codes.md
 §2.3, §3.2), so:
 
 - hernandez-garcia2025's L2 with factor c and step size α:

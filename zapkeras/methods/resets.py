@@ -1,16 +1,17 @@
 """Resetting some units of a layer: what every reset method shares.
 
 A unit is one index of the last axis of a kernel (a column of a Dense
-kernel, an output channel of a conv kernel) and the matching bias entry
-(ecosystem-notes.md §C.1.5). Keras/TF variables have no usable scatter
-update under tf.distribute, so a reset builds the full new tensor and
-`assign`s it through a boolean mask over the unit axis (§C.1.1).
+kernel, an output channel of a conv kernel) and the matching bias entry.
+Keras/TF variables have no usable scatter update under tf.distribute, so a
+reset builds the full new tensor and `assign`s it through a boolean mask
+over the unit axis (docs/keras_notes.md §2).
 
 Resets must run in cross-replica context (a Callback hook, eager code, or a
 tf.function outside `strategy.run`): there an `assign` writes the same value
 to every replica. In replica context (inside `train_step`) each replica
-would write its own value and the mirrors would silently drift apart (§0
-item 1), so `in_cross_replica_context` hops out through `merge_call`.
+would write its own value and the mirrors would silently drift apart
+(docs/keras_notes.md §1), so `in_cross_replica_context` hops out through
+`merge_call`.
 """
 
 import numpy as np

@@ -3,17 +3,19 @@
 Two forms, chosen by `interpolate_to`:
 
 - None — Ash & Adams (2020): θ ← λ_s·θ + ε, ε ~ N(0, σ²), on every
-  trainable weight. hernandez-garcia2025's S&P baseline (§3; reference
-  §2.3) is the every-step case with λ_s = 1: its shrink is the optimizer's
-  decoupled weight decay (SGDW/AdamW; in Keras the `weight_decay=` of any
-  optimizer, see `zapkeras.methods.regularizers`), so S&P = weight decay +
+  trainable weight. hernandez-garcia2025's S&P baseline (§3;
+  docs/reference_codes.md §2.3) is the every-step case with λ_s = 1: its
+  shrink is the optimizer's decoupled weight decay (SGDW/AdamW; in Keras
+  the `weight_decay=` of any optimizer, see `zapkeras.methods.regularizers`),
+  so S&P = weight decay +
   `ShrinkAndPerturb(interpolate_to=None, noise_std=√var, every='step')`.
-- 'init' / 'noise' — lee2024 App. A.4 and the H&T repo (reference §3.2):
-  at the end of every task θ ← (1 − λ)·θ + λ·τ, with λ_backbone for the
-  body and λ_head for the head layers (0.8 for both there). τ = θ_0, the
-  ORIGINAL initial weights, the same values every time ('init', as the
-  reference); or a fresh draw from each weight's initial distribution
-  ('noise', a new random initialisation as in Ash & Adams' perturbation).
+- 'init' / 'noise' — lee2024 App. A.4 and the H&T repo
+  (docs/reference_codes.md §3.2): at the end of every task
+  θ ← (1 − λ)·θ + λ·τ, with λ_backbone for the body and λ_head for the head
+  layers (0.8 for both there). τ = θ_0, the ORIGINAL initial weights, the
+  same values every time ('init', as the reference); or a fresh draw from
+  each weight's initial distribution ('noise', a new random initialisation
+  as in Ash & Adams' perturbation).
 
 Optional noise ε is added in every form. Only trainable floating weights
 change (the reference touches `parameters()`, not BatchNorm statistics);
@@ -255,7 +257,7 @@ class ShrinkAndPerturb(base.Method):
 
 
 class HeadReset(ShrinkAndPerturb):
-    """Restores the head to its original initial weights (H&T repo, §3.2).
+    """Restores the head to its original initial weights (the H&T repo's).
 
     At each task end (or every n steps/epochs) the `layer` weights return to
     their values at the first `on_train_begin` (λ_head = 1, body untouched,

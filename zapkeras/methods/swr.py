@@ -1,8 +1,8 @@
 """Selective Weight Reinitialization (hernandez-garcia2025 §3, Alg. 1).
 
-Every n steps (`every=(n, "steps")`), right after the optimizer step, each trainable
-tensor on its own: score every weight by a utility, pick the low-utility
-ones and reinitialise them (reference-implementations.md §2.1, §2.7):
+Every n steps (`every=(n, "steps")`), right after the optimizer step, each
+trainable tensor on its own: score every weight by a utility, pick the
+low-utility ones and reinitialise them (docs/reference_codes.md §2.1, §2.7):
 
 - utility "gradient": |∂L/∂w · w| with this step's (global mean) gradient
   and the already-updated weight; "magnitude": |w|;

@@ -1,9 +1,9 @@
 """Hidden units of a Keras model: where they are and how to reset them.
 
-CBP and ReDo act on units (hernandez-garcia2025 §2; reference-
-implementations.md §4–5): a unit is a Dense column or a conv output channel
-of a hidden weighted layer. Its incoming weights are that column (and its
-bias entry), its activation is the post-activation output, and its
+CBP and ReDo act on units (hernandez-garcia2025 §2;
+docs/reference_codes.md §4–5): a unit is a Dense column or a conv output
+channel of a hidden weighted layer. Its incoming weights are that column
+(and its bias entry), its activation is the post-activation output, and its
 outgoing weights are the rows of the next weighted layer that read it: a
 Dense kernel row, a conv kernel input channel, or, after a channels-last
 conv → Flatten → Dense, every row r with r % channels == unit (the mask
@@ -18,9 +18,9 @@ noise, pooling, padding, Flatten, and norms whose weights are per unit
 ReparamLayerNorm). Residual networks work for the layers inside a block: a
 layer whose output feeds several layers or a merge (Add, Concatenate) has
 no unambiguous outgoing weights and is excluded, as the reference CBP
-excludes ResNet's downsample convs (§4.3). Subclassed models, nested
-models, shared layers, channels-first layouts and grouped or transposed
-convolutions are not supported.
+excludes ResNet's downsample convs (docs/reference_codes.md §4.3).
+Subclassed models, nested models, shared layers, channels-first layouts and
+grouped or transposed convolutions are not supported.
 """
 
 import dataclasses

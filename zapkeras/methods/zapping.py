@@ -2,9 +2,9 @@
 
 "Re-initialized ... re-sampled from the initial weight distribution":
 Kaiming-normal weights, biases set to zero (frati2024 §2.1.1, footnote 4).
-The reference code differs (reference-implementations.md §1.1, §1.12): it
-leaves the bias and the optimizer state alone, and when it zaps k units at
-once its std is √(2/(k·fan_in)), not √(2/fan_in). `zap` reproduces either.
+The reference code differs (docs/reference_codes.md §1.1): it leaves the
+bias and the optimizer state alone, and when it zaps k units at once its std
+is √(2/(k·fan_in)), not √(2/fan_in). `zap` reproduces either.
 """
 
 import math
@@ -38,7 +38,7 @@ def zap(
     std_mode="per_unit",
     seed=None,
 ):
-    """Resamples `layer.kernel[..., units]` from Kaiming-normal (SPEC §5).
+    """Resamples `layer.kernel[..., units]` from Kaiming-normal.
 
     Args:
       layer: a built layer with a `kernel` whose last axis is the unit axis

@@ -38,6 +38,6 @@ def feature_extractor(model):
     except ValueError:
         raise UsageError(
             f"model {model.name!r} has no layer named 'classifier'; name "
-            "its output Dense layer 'classifier' (SPEC §5)."
+            "its output Dense layer 'classifier'."
         ) from None
     return keras.Model(model.input, head.input, name=f"{model.name}_features")

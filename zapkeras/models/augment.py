@@ -2,8 +2,8 @@
 
 lee2024 §3.3 ("horizontal flipping and random cropping with 4-pixel
 padding"; H&T: torchvision RandomCrop(size, padding=4) → zero padding, then
-RandomHorizontalFlip) and hernandez-garcia2025's ViT (reference-
-implementations.md §2.3: flip, RandomCrop(32, padding=4,
+RandomHorizontalFlip) and hernandez-garcia2025's ViT
+(docs/reference_codes.md §2.3: flip, RandomCrop(32, padding=4,
 padding_mode="reflect"), rotation by 0–15°).
 
 Every image draws its own crop offset in [0, 2·padding] on each axis, its

@@ -1,4 +1,4 @@
-"""frati2024's "small convnet" (§2; reference-implementations.md §1.5).
+"""frati2024's "small convnet" (§2; docs/reference_codes.md §1.5).
 
 Blocks of conv 3×3 (stride 1) → InstanceNorm (affine) → ReLU → max-pool 2,
 then a linear classifier on the flattened features:

@@ -4,7 +4,7 @@ The normalisations compute their statistics explicitly (mean, then mean of
 squared deviations), with no `stop_gradient`: Keras' GroupNormalization and
 BatchNormalization use `tf.nn.moments`, whose gradient is right to first
 order only, which breaks Meta-ASB's second-order meta-gradient
-(ecosystem-notes.md §0 item 11).
+(docs/keras_notes.md §7).
 """
 
 import math
@@ -36,7 +36,7 @@ class InstanceNorm(keras.layers.Layer):
     Each example and channel is standardised over its spatial axes (biased
     variance, eps 1e-5), then scaled by gamma (init 1) and shifted by beta
     (init 0) per channel: the norm of frati2024's small convnet
-    (reference-implementations.md §1.5).
+    (docs/reference_codes.md §1.5).
     """
 
     def __init__(self, epsilon=1e-5, **kwargs):
@@ -162,7 +162,7 @@ def torch_default(fan_in, use_bias=True):
     """Layer kwargs for PyTorch's default init of a Linear/Conv layer.
 
     A fresh initializer per tensor: Keras initializers repeat their draws
-    (ecosystem-notes.md §0 item 2), so one object must not serve two.
+    (docs/keras_notes.md §3), so one object must not serve two.
     """
     kwargs = {"kernel_initializer": torch_uniform(fan_in)}
     if use_bias:

@@ -6,7 +6,7 @@
   Dense to the feature size and a sigmoid), then the classifier. Its
   meta-training is Meta-ASB with the inner loop on the RLN and classifier
   only; the NM learns in the outer loop alone
-  (reference-implementations.md §1.3, `train-omni-anml.yml`).
+  (docs/reference_codes.md §1.3, `train-omni-anml.yml`).
 - OML (Javed & White 2019): an RLN of six 3×3 convolutions (256 channels,
   strides 2, 1, 2, 1, 2, 2, ReLU, no normalisation) and a prediction
   network (PLN) of two Dense layers; the inner loop adapts the PLN only.

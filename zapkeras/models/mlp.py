@@ -1,6 +1,6 @@
 """The fully connected network of the continual problems.
 
-hernandez-garcia2025 §3–4 (reference-implementations.md §2.3): `depth`
+hernandez-garcia2025 §3–4 (docs/reference_codes.md §2.3): `depth`
 hidden Dense layers of `width` units with optional LayerNorm before
 ('pre') or after ('post') the activation, or the reparameterised LayerNorm
 x̂·(1 + γ) + β before it ('reparam'); Kaiming-normal weights, zero biases.

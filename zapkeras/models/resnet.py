@@ -1,7 +1,7 @@
 """CIFAR-style ResNet-18 with scalable width and depth.
 
 He et al. (2016) BasicBlocks as in the Hare & Tortoise repo (lee2024,
-reference-implementations.md §3.4; kuangliu/pytorch-cifar layout): a 3×3
+docs/reference_codes.md §3.4; kuangliu/pytorch-cifar layout): a 3×3
 stride-1 stem with no max-pool, four stages of `blocks[i]` BasicBlocks
 (conv3×3 → BN → ReLU → conv3×3 → BN, + shortcut, → ReLU) with
 width·(1, 2, 4, 8) channels, stride 2 at the start of stages 1–3, a 1×1

@@ -5,13 +5,13 @@ H&T repo's VGG-16: 13 conv3×3 (padding 1, with bias) → BN → ReLU in five
 groups of (2, 2, 3, 3, 3) convs of (64, 128, 256, 512, 512) channels, each
 group ending in a 2×2 max-pool.
 
-- style="frati" (frati2024 §5, reference-implementations.md §1.5):
+- style="frati" (frati2024 §5, docs/reference_codes.md §1.5):
   torchvision's AdaptiveAvgPool2d((7, 7)) → flatten (7·7·512 = 25 088
   features at any input size; at 84 px the 2×2 map is upsampled) → the
   classifier, no hidden layers.
-- style="cifar" (lee2024 / H&T, §3.4): flatten the last map (1·1·512 at
-  32 px, 2·2·512 = 2048 at Tiny-ImageNet's 64 px) → Dense(1024) → ReLU →
-  Dense(1024) → ReLU → classifier.
+- style="cifar" (lee2024 / H&T, docs/reference_codes.md §3.4): flatten
+  the last map (1·1·512 at 32 px, 2·2·512 = 2048 at Tiny-ImageNet's 64 px)
+  → Dense(1024) → ReLU → Dense(1024) → ReLU → classifier.
 
 init="reference" follows each reference: "frati" keeps torchvision's VGG
 init of the features (conv kernels Kaiming-normal fan_out, std

@@ -3,7 +3,7 @@
 Both are pre-norm ViTs (Dosovitskiy et al. 2020) with a class token,
 learned position embeddings, GELU MLPs and dropout on the embeddings, the
 attention weights, the attention output and both MLP layers. `preset`
-picks the reference repo's variant (reference-implementations.md §2.3,
+picks the reference repo's variant (docs/reference_codes.md §2.3,
 §3.4); sizes left as None take the preset's:
 
 - "hare_tortoise" (lee2024, lucidrains' vit-pytorch as the H&T repo uses

@@ -1,4 +1,4 @@
-"""Atomic file writes: a crash never leaves a half-written output (SPEC §4)."""
+"""Atomic file writes: a crash never leaves a half-written output."""
 
 import json
 import os

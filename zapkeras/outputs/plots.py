@@ -1,4 +1,4 @@
-"""Figures a person would rather look at than read (SPEC §4 plots/)."""
+"""Figures a person would rather look at than read (OUTPUT_DIR/plots/)."""
 
 import io
 import warnings

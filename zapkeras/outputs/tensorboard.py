@@ -1,4 +1,4 @@
-"""TensorBoard output: namespaced tags on a global step (SPEC §4).
+"""TensorBoard output: namespaced tags on a global step (README "Outputs").
 
 Keras' own TensorBoard callback restarts its step at every `fit()`, so
 successive phases would overlap; these writers take the step explicitly.

@@ -1,5 +1,5 @@
 """The learner every transfer protocol trains: a fresh head on a pretrained
-body (frati2024 Alg. 2 and 3; reference-implementations.md §1.7, §1.8).
+body (frati2024 Alg. 2 and 3; docs/reference_codes.md §1.7, §1.8).
 
 Linear probing freezes the body, so its features are computed once and the
 head trains on them; full-model training updates body and head, and the

@@ -167,12 +167,13 @@ def asb_pretraining(
     zap_reset_optimizer=False,
     callbacks=(),
 ):
-    """ASB or Meta-ASB pretraining (frati2024 Alg. 1; §1.2-1.3 of the notes).
+    """ASB or Meta-ASB pretraining (frati2024 Alg. 1).
 
     One optimizer step per episode: `inner_steps` single-example SGD steps
     at `inner_learning_rate` on one class, then an outer `optimizer` step on
     those examples plus `remember` others (reference Omniglot: K = 20,
-    R = 64, inner 0.1, Adam 1e-3; 9000 ASB / 25000 Meta-ASB episodes).
+    R = 64, inner 0.1, Adam 1e-3; 9000 ASB / 25000 Meta-ASB episodes;
+    docs/reference_codes.md §1.2-1.3).
     Episodes are grouped into epochs of `episodes_per_epoch` for logging,
     validation and checkpoints; episode i depends on (seed, i) only.
 

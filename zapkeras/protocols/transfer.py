@@ -6,7 +6,7 @@ train it — the head alone (linear probing) or the whole model — on
 support (train) and held-out query (test) images. Each learning rate of the
 sweep is repeated `runs` times with a new class order and head (shared
 across rates, so rates are compared on the same draws); the best rate by
-mean final test accuracy is reported (reference-implementations.md §1.7-1.8).
+mean final test accuracy is reported (docs/reference_codes.md §1.7-1.8).
 
 - Sequential: classes one after another, one example per optimizer step,
   each example once per epoch; evaluated after the first class, every
