@@ -83,11 +83,9 @@ def _evaluate(wrapper, data, batch_size):
     return wrapper.evaluate(dataset, verbose=0, return_dict=True)
 
 
-@pytest.mark.parametrize("method", [ASB, MetaASB])
-def test_evaluate_and_predict_use_the_classifier(method):
-    model = _mlp()
-    wrapper = method(model, 0.1)
-    wrapper.compile("adam")
+def _check_evaluate_and_predict(wrapper, model):
+    """evaluate (batches of 5 and, weighted, of 4) and predict equal the
+    classifier's numbers; returns the unweighted data."""
     x, y, w = _data(weighted=True)
     for data, batch_size in (((x, y), 5), ((x, y, w), 4)):
         got = _evaluate(wrapper, data, batch_size)
@@ -95,8 +93,17 @@ def test_evaluate_and_predict_use_the_classifier(method):
         for name, want in _expected(model, *data).items():
             np.testing.assert_allclose(got[name], want, rtol=1e-5)
     np.testing.assert_allclose(
-        wrapper.predict(x, verbose=0), model(x).numpy(), rtol=1e-6
+        wrapper.predict(x, batch_size=5, verbose=0), model(x).numpy(), 1e-6
     )
+    return x, y
+
+
+@pytest.mark.parametrize("method", [ASB, MetaASB])
+def test_evaluate_and_predict_use_the_classifier(method):
+    model = _mlp()
+    wrapper = method(model, 0.1)
+    wrapper.compile("adam")
+    x, y = _check_evaluate_and_predict(wrapper, model)
     # Validation during fit evaluates the classifier after the episodes.
     history = _fit(wrapper, _episodes(2, 0), validation_data=(x, y))
     assert set(history) == {
@@ -119,16 +126,9 @@ def test_mirrored_evaluate_sums_uneven_shares_exactly():
         model = _mlp()
         wrapper = ASB(model, 0.1)
         wrapper.compile("adam")
-    x, y, w = _data(weighted=True)
     # 5 → shares 3 + 2 (also the first batch Keras builds from); 4 → the
     # last batch of 1 leaves one replica empty.
-    for data, batch_size in (((x, y), 5), ((x, y, w), 4)):
-        got = _evaluate(wrapper, data, batch_size)
-        for name, want in _expected(model, *data).items():
-            np.testing.assert_allclose(got[name], want, rtol=1e-5)
-    np.testing.assert_allclose(
-        wrapper.predict(x, batch_size=5, verbose=0), model(x).numpy(), 1e-6
-    )
+    _check_evaluate_and_predict(wrapper, model)
 
 
 def _state(wrapper):
