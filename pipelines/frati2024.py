@@ -16,7 +16,7 @@ rate (frati2024 Fig. 3), and, with --analyses, frati2025's per-task
 transfer losses coloured by task order (Fig. 4; one trajectory per
 condition: the first seed's best rate, transfer run 0) and zap-divergence
 per layer (Fig. 2b, mean over seeds). --analyses adds their bindings to
-every run (sequential_transfer.task_loss_every, Runner.analyses), so it
+every run (sequential_transfer.task_loss_every, TransferRunner.analyses), so it
 changes the runs: off by default, it leaves the grids already run as
 they are.
 
@@ -77,7 +77,7 @@ SCALES = {
 # One task-loss point per class learned (15 training images a class).
 ANALYSES = (
     "sequential_transfer.task_loss_every = 15",
-    "Runner.analyses = {'zap_divergence': @zap_divergence}",
+    "TransferRunner.analyses = {'zap_divergence': @zap_divergence}",
 )
 KEYS = {
     "pretrain val acc": "pretrain.val_accuracy",

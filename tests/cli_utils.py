@@ -18,6 +18,11 @@ CONTINUAL_TINY = [
     "--gin_param=continual_learning.probe_size = 20",
 ]
 
+# Sequential transfer only (the configs' i.i.d. transfer left out).
+SEQUENTIAL_ONLY = (
+    "--gin_param=TransferRunner.transfers = "
+    "{'sequential': @sequential_transfer}"
+)
 # An Omniglot config shrunk to seconds on the embedded glyphs.
 EMBEDDED_OMNIGLOT = [
     "--gin_param=load_class_sets.name = 'embedded'",

@@ -137,7 +137,7 @@ CASES = [
     ),
     (
         "head-outputs",
-        [QUICK, _param("Runner.head_outputs = 2")],
+        [QUICK, _param("TransferRunner.head_outputs = 2")],
         {},
         "head_outputs",
     ),
@@ -194,6 +194,15 @@ CASES = [
         ],
         {},
         "SelectiveWeightReinit.factor",
+    ),
+    (
+        "other-runner",
+        [
+            "--gin_file=gin/permuted/base.gin",
+            _param("TransferRunner.conditions = ('a', 'b')"),
+        ],
+        {},
+        "TransferRunner.conditions",
     ),
     (
         "diverging-loss",

@@ -11,12 +11,10 @@ import pytest
 from tests.cli_utils import CONTINUAL_TINY
 from tests.cli_utils import EMBEDDED_OMNIGLOT
 from tests.cli_utils import REPO
+from tests.cli_utils import SEQUENTIAL_ONLY
 from tests.cli_utils import read_scalar_tags
 from tests.cli_utils import run_module
 
-SEQUENTIAL_ONLY = (
-    "--gin_param=Runner.transfers = {'sequential': @sequential_transfer}"
-)
 ASB_TINY = [
     *EMBEDDED_OMNIGLOT,
     "--gin_param=PRETRAIN_EPISODES = 4",

@@ -6,9 +6,12 @@ import glob
 import os
 
 import pytest
+import tensorflow as tf
 
 import gin
 from zapkeras import cli
+from zapkeras import runner
+from zapkeras.protocols import base as protocol_base
 
 GIN_ROOT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "gin")
 EXPERIMENTS = sorted(
@@ -36,9 +39,17 @@ def _clear_gin():
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=os.path.basename)
-def test_config_parses(path):
+def test_config_builds_its_runner_and_protocols(path, tmp_path):
+    """Dopamine's wiring test: the config's runner and every protocol of
+    every condition construct (and so validate) with the real bindings."""
     cli.parse_gin([path], [])
-    assert gin.query_parameter("Runner.model_fn") is not None
+    strategy = tf.distribute.get_strategy()
+    built = runner.create_runner(str(tmp_path), None, 0, strategy, "x")
+    assert callable(built.model_fn)
+    for protocols in built.protocols().values():
+        assert protocols
+        assert all(isinstance(p, protocol_base.Protocol) for p in protocols)
+    assert not os.listdir(tmp_path)  # building writes nothing
 
 
 CONTINUAL_MACROS = (
@@ -94,7 +105,7 @@ def test_bindings_override_files_and_macros_propagate():
     assert gin.query_parameter("%WIDTH") == 8
     assert gin.query_parameter("Zapping.every_n_epochs") == 3
     assert gin.query_parameter("load_class_sets.name") == "omniglot"
-    assert gin.query_parameter("Runner.head_outputs") == 1000
+    assert gin.query_parameter("TransferRunner.head_outputs") == 1000
 
 
 def test_iid_config_has_no_zapping():
@@ -105,5 +116,8 @@ def test_iid_config_has_no_zapping():
 
 def test_quickstart_compares_zap_and_control():
     cli.parse_gin([os.path.join(GIN_ROOT, "quickstart.gin")], [])
-    assert gin.query_parameter("Runner.conditions") == ("iid", "iid_zap")
+    assert gin.query_parameter("TransferRunner.conditions") == (
+        "iid",
+        "iid_zap",
+    )
     assert gin.query_parameter("load_class_sets.name") == "embedded"

@@ -13,6 +13,7 @@ import pytest
 from tests.cli_utils import CONTINUAL_TINY
 from tests.cli_utils import EMBEDDED_OMNIGLOT
 from tests.cli_utils import REPO
+from tests.cli_utils import SEQUENTIAL_ONLY
 
 RUNS = {
     "iid_zap": [
@@ -20,7 +21,7 @@ RUNS = {
         *EMBEDDED_OMNIGLOT,
         "--gin_param=PRETRAIN_EPOCHS = 2",
         "--gin_param=iid_pretraining.batch_size = 8",
-        "--gin_param=Runner.transfers = {'sequential': @sequential_transfer}",
+        SEQUENTIAL_ONLY,
     ],
     "meta_asb_zap": [
         "--gin_file=gin/omniglot/meta_asb_zap.gin",

@@ -8,6 +8,7 @@ import signal
 
 import pytest
 
+from tests.cli_utils import SEQUENTIAL_ONLY
 from tests.cli_utils import run_module
 from tests.cli_utils import run_module_until
 
@@ -36,7 +37,7 @@ ASB = [
     "--gin_param=asb_pretraining.episodes_per_epoch = 10",
     "--gin_param=asb_pretraining.inner_steps = 3",
     "--gin_param=asb_pretraining.remember = 5",
-    "--gin_param=Runner.transfers = {'sequential': @sequential_transfer}",
+    SEQUENTIAL_ONLY,
     *COMMON,
 ]
 CASES = {

@@ -31,7 +31,7 @@ TINY = [
     "--gin_param=TRANSFER_RUNS = 1",
     "--gin_param=TRANSFER_LRS = (0.01,)",
     "--gin_param=sequential_transfer.eval_every = 3",
-    "--gin_param=Runner.conditions = None",
+    "--gin_param=TransferRunner.conditions = None",
 ]
 LR = "iid_pretraining.learning_rate"
 
@@ -69,11 +69,11 @@ def test_choice_of_one_plain_type_keeps_the_python_values(text, values):
 
 def test_mixed_choices_and_gin_references_are_tuned_as_their_texts():
     param = params_lib.parse_tune_param(
-        "Runner.conditions=choice(None, ('iid', 'iid_zap'), [1, 2])"
+        "TransferRunner.conditions=choice(None, ('iid', 'iid_zap'), [1, 2])"
     )
     assert param.values == ("None", "('iid', 'iid_zap')", "[1, 2]")
     assert param.binding("('iid', 'iid_zap')") == (
-        "Runner.conditions = ('iid', 'iid_zap')"
+        "TransferRunner.conditions = ('iid', 'iid_zap')"
     )
     ref = params_lib.parse_tune_param(
         "iid_pretraining.zapping = choice(None, @Zapping(), %WIDTH)"

@@ -63,8 +63,9 @@ from zapkeras.methods import asb
 from zapkeras.models import convnet
 from zapkeras.outputs import tensorboard
 from zapkeras.protocols import transfer
+from zapkeras.protocols.base import Data
+from zapkeras.protocols.base import RunContext
 from zapkeras.protocols.learner import TransferLearner
-from zapkeras.runner import RunContext
 
 # glibc reads these at process start: no mmap for big blocks and no trimming,
 # so PyTorch's per-step tensors reuse heap pages (set for the torch process).
@@ -247,7 +248,7 @@ def probe_rate(learner, x, y, repeats):
 
 
 def transfer_seconds(s, model, classes, eval_every=1):
-    """Wall seconds of one `sequential_transfer` run over `classes` classes
+    """Wall seconds of one `SequentialTransfer` run over `classes` classes
     (`train_per_class` support images each, the rest query), evaluated
     every `eval_every` classes, features included."""
     pool = synthetic_images(classes, s.images_per_class, s.seed + classes)
@@ -260,16 +261,13 @@ def transfer_seconds(s, model, classes, eval_every=1):
             writer=tensorboard.Writer(os.path.join(tmp, "tb")),
         )
         start = time.perf_counter()
-        transfer.sequential_transfer(
-            model,
-            pool,
-            context,
+        transfer.SequentialTransfer(
             learning_rates=(1e-3,),
             runs=1,
             classes=classes,
             train_per_class=s.train_per_class,
             eval_every=eval_every,
-        )
+        )(model, Data(transfer=pool), context)
         seconds = time.perf_counter() - start
         context.writer.close()
     return seconds

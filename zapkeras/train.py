@@ -23,7 +23,7 @@ def run(argv=None):
     cli.parse_gin(FLAGS.gin_file, FLAGS.gin_param)
     keras.utils.set_random_seed(FLAGS.seed)
     tf.config.experimental.enable_op_determinism()
-    return runner.Runner(
+    return runner.create_runner(
         output_dir=multi_worker.output_dir(
             strategy,
             FLAGS.output_dir or cli.default_output_dir(FLAGS.gin_file),

@@ -15,7 +15,7 @@ TINY = [
     "--gin_param=load_class_sets.name = 'embedded'",
     "--gin_param=glyph_class_sets.background_classes = 10",
     "--gin_param=glyph_class_sets.evaluation_classes = 4",
-    "--gin_param=Runner.head_outputs = None",
+    "--gin_param=TransferRunner.head_outputs = None",
     "--gin_param=WIDTH = 4",
     "--gin_param=PRETRAIN_EPOCHS = 2",
     "--gin_param=iid_pretraining.batch_size = 32",

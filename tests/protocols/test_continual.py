@@ -24,7 +24,9 @@ from zapkeras.methods import base
 from zapkeras.models import mlp
 from zapkeras.outputs import tensorboard
 from zapkeras.protocols import continual as protocol
-from zapkeras.runner import RunContext
+from zapkeras.protocols.base import Data
+from zapkeras.protocols.base import RunContext
+from zapkeras.protocols.base import build_model
 
 BATCH = 10  # 90 training images: 9 steps per epoch
 
@@ -66,28 +68,28 @@ class Crash(keras.callbacks.Callback):
 def _run(data, out, problem, strategy=None, **settings):
     strategy = strategy or tf.distribute.get_strategy()
     train, test = data
-    context = RunContext(
-        seed=0,
-        strategy=strategy,
-        output_dir=str(out),
-        condition="",
-        writer=tensorboard.Writer(os.path.join(str(out), "tensorboard")),
-    )
 
     def build():
         with strategy.scope():
-            return protocol.build_model(
+            return build_model(
                 functools.partial(mlp, width=8, depth=2),
                 train.num_classes,
                 train.images.shape[1:],
             )
 
+    context = RunContext(
+        seed=0,
+        strategy=strategy,
+        output_dir=str(out),
+        writer=tensorboard.Writer(os.path.join(str(out), "tensorboard")),
+        build_model=build,
+    )
     keras.utils.set_random_seed(0)
     model = build()
     settings = {"batch_size": BATCH, "probe_size": 30, **settings}
     try:
-        result = protocol.continual_learning(
-            model, build, train, test, context, problem=problem, **settings
+        result = protocol.ContinualLearning(problem=problem, **settings)(
+            model, Data(train=train, test=test), context
         )
     finally:
         context.writer.close()
@@ -266,22 +268,12 @@ def test_one_replica_and_two_replicas_agree(data, tmp_path):
         ({"lr_schedule": "cosine"}, "lr_schedule"),
     ],
 )
-def test_bad_settings_fail_in_the_dry_run(data, tmp_path, settings, message):
-    context = RunContext(
-        seed=0,
-        strategy=tf.distribute.get_strategy(),
-        output_dir=str(tmp_path / "never"),
-        condition="",
-        dry_run=True,
-    )
+def test_bad_settings_fail_before_anything_runs(data, settings, message):
+    train, test = data
     with pytest.raises(UsageError, match=message):
-        protocol.continual_learning(
-            None, None, *data, context, problem=PERMUTED, **settings
+        protocol.ContinualLearning(problem=PERMUTED, **settings).check(
+            Data(train=train, test=test)
         )
-    assert (
-        protocol.continual_learning(
-            None, None, *data, context, problem=PERMUTED
-        )
-        is None
+    protocol.ContinualLearning(problem=PERMUTED).check(
+        Data(train=train, test=test)
     )
-    assert not os.path.exists(tmp_path / "never")

@@ -13,8 +13,9 @@ import tensorflow as tf
 from zapkeras import data as data_lib
 from zapkeras.outputs import tensorboard
 from zapkeras.protocols import transfer
+from zapkeras.protocols.base import Data
+from zapkeras.protocols.base import RunContext
 from zapkeras.protocols.learner import TransferLearner
-from zapkeras.runner import RunContext
 
 
 def _tiny_model(num_classes, size=4):
@@ -42,7 +43,6 @@ def _context(tmp_path):
         seed=0,
         strategy=tf.distribute.get_strategy(),
         output_dir=str(tmp_path),
-        condition="",
         writer=tensorboard.Writer(str(tmp_path / "tb")),
     )
 
@@ -157,16 +157,13 @@ def test_fused_adam_equals_keras_adam_and_other_optimizers_keep_theirs(
 def test_linear_probing_leaves_the_body_bit_identical(tmp_path):
     model = _tiny_model(5)
     before = [w.copy() for w in model.get_weights()]
-    result = transfer.sequential_transfer(
-        model,
-        _pool(),
-        _context(tmp_path),
+    result = transfer.SequentialTransfer(
         learning_rates=(0.01, 0.001),
         runs=2,
         classes=5,
         train_per_class=4,
         eval_every=2,
-    )
+    )(model, Data(transfer=_pool()), _context(tmp_path))
     for got, want in zip(model.get_weights(), before):
         np.testing.assert_array_equal(got, want)
     assert result["best_lr"] in (0.01, 0.001)
@@ -195,10 +192,7 @@ def test_task_losses_have_shape_points_by_tasks(tmp_path):
     # that task's loss alone.
     for c in range(pool.num_classes):
         pool.images[pool.labels == c, c // 4, c % 4, 0] += 2.0
-    transfer.sequential_transfer(
-        _tiny_model(5),
-        pool,
-        _context(tmp_path),
+    transfer.SequentialTransfer(
         learning_rates=(0.01,),
         runs=1,
         classes=5,
@@ -206,7 +200,7 @@ def test_task_losses_have_shape_points_by_tasks(tmp_path):
         eval_every=5,
         task_loss_every=2,
         optimizer=keras.optimizers.SGD,  # no momentum carried across tasks
-    )
+    )(_tiny_model(5), Data(transfer=pool), _context(tmp_path))
     losses = np.load(tmp_path / "curves" / "task_losses" / "lr_0.01_run_0.npy")
     assert losses.shape == (10, 5)  # 20 steps / 2, 5 tasks
     assert np.isfinite(losses).all()
@@ -217,10 +211,7 @@ def test_task_losses_have_shape_points_by_tasks(tmp_path):
 
 
 def test_iid_transfer_evaluates_every_few_steps(tmp_path):
-    result = transfer.iid_transfer(
-        _tiny_model(5),
-        _pool(),
-        _context(tmp_path),
+    result = transfer.IidTransfer(
         learning_rates=(0.01,),
         runs=2,
         classes=6,
@@ -228,7 +219,7 @@ def test_iid_transfer_evaluates_every_few_steps(tmp_path):
         batch_size=4,
         eval_every_steps=2,
         epochs=2,
-    )
+    )(_tiny_model(5), Data(transfer=_pool()), _context(tmp_path))
     assert 0.0 <= result["test_accuracy"] <= 1.0
     with open(tmp_path / "curves" / "transfer_iid.json") as f:
         curves = json.load(f)

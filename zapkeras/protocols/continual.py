@@ -28,7 +28,6 @@ that counter with the rest of the optimizer state (Adam's bias correction
 restarts as with a new optimizer).
 """
 
-import inspect
 import json
 import time
 
@@ -40,31 +39,19 @@ import gin
 from zapkeras.errors import UsageError
 from zapkeras.methods import base
 from zapkeras.outputs import console
+from zapkeras.protocols import base as protocol_base
 from zapkeras.protocols import continual_summary
 from zapkeras.protocols import diagnostics
 from zapkeras.protocols import task_training
 
 
-def build_model(model_fn, num_classes, input_shape):
-    """model_fn(num_classes=..., and those of input_shape=, image_size=,
-    channels= it accepts)."""
-    accepted = inspect.signature(model_fn).parameters
-    candidates = {
-        "input_shape": tuple(int(d) for d in input_shape),
-        "image_size": int(input_shape[0]),
-        "channels": int(input_shape[-1]),
-    }
-    kwargs = {k: v for k, v in candidates.items() if k in accepted}
-    return model_fn(num_classes=num_classes, **kwargs)
-
-
 class _Run:
     """One continual run: the model, its optimizer, problem and records."""
 
-    def __init__(self, model, problem, context, settings):
+    def __init__(self, model, problem, context, protocol):
         self.model, self.problem, self.context = model, problem, context
-        self.s = settings
-        self.callbacks = list(settings["callbacks"])
+        self.p = protocol
+        self.callbacks = list(protocol.callbacks)
         self.methods = base.methods_in(self.callbacks)
         for method in self.methods:
             method.use_run_seed(context.seed)
@@ -106,17 +93,17 @@ class _Run:
             self.checkpoint.restore(self.manager.latest_checkpoint)
             self.state = json.loads(self.progress.numpy().decode())
         self.recorder = task_training.BatchRecorder(
-            context.writer, settings["online_window"], self.state["global_step"]
+            context.writer, protocol.online_window, self.state["global_step"]
         )
         self._compiled = set()
 
     def make_optimizer(self):
         schedule = task_training.TaskLearningRate(
-            self.s["learning_rate"],
-            self.s["lr_schedule"],
-            self.s["warmup_fraction"],
+            self.p.learning_rate,
+            self.p.lr_schedule,
+            self.p.warmup_fraction,
         )
-        return schedule, self.s["optimizer"](learning_rate=schedule)
+        return schedule, self.p.optimizer(learning_rate=schedule)
 
     def save(self):
         self.state["global_step"] = self.recorder.global_step
@@ -126,7 +113,7 @@ class _Run:
     def evaluate(self, model, data):
         x, y = data
         batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(
-            self.s["eval_batch_size"]
+            self.p.eval_batch_size
         )
         results = model.evaluate(batches, verbose=0, return_dict=True)
         return float(results["accuracy"])
@@ -151,9 +138,9 @@ class _Run:
 
     def begin_task(self, task):
         """Step 1 of the module docstring (not repeated on resume)."""
-        problem, batch = self.problem, self.s["batch_size"]
+        problem, batch = self.problem, self.p.batch_size
         self.seen.count.assign(problem.seen[task])
-        if self.s["reset_optimizer"] and task > 0:
+        if self.p.reset_optimizer and task > 0:
             for variable in self.optimizer.variables:
                 variable.assign(tf.zeros_like(variable))
         steps = (
@@ -161,8 +148,8 @@ class _Run:
         )
         self.schedule.begin_task(self.optimizer.iterations.numpy(), steps)
         self.best.begin_task()
-        x, y = problem.probe(task, self.s["probe_size"])
-        record = self.probe.measure(x, y, self.s["dormant_threshold"])
+        x, y = problem.probe(task, self.p.probe_size)
+        record = self.probe.measure(x, y, self.p.dormant_threshold)
         record.update(
             diagnostics.weight_statistics(
                 self.model.trainable_variables, self.initial
@@ -178,18 +165,18 @@ class _Run:
         self.task_hooks("on_task_begin", task)
 
     def fit(self, task, model, callbacks, start_epoch=0):
-        problem, batch = self.problem, self.s["batch_size"]
+        problem, batch = self.problem, self.p.batch_size
         epochs = problem.phases[task].epochs
         if start_epoch >= epochs:
             return
         batches = problem.batches(task, batch, start_epoch)
-        augment = self.s["augment"]
+        augment = self.p.augment
         if augment is not None:
             # Sequential map: the augmentation's seed generators advance
             # once per call, in order.
             batches = batches.map(lambda x, y: (augment(x, training=True), y))
         validation = None
-        if self.s["restore_best"]:
+        if self.p.restore_best:
             validation = problem.validation(task)
         model.fit(
             batches,
@@ -197,7 +184,7 @@ class _Run:
             initial_epoch=start_epoch,
             steps_per_epoch=problem.steps_per_epoch(task, batch),
             validation_data=validation,
-            validation_batch_size=self.s["eval_batch_size"],
+            validation_batch_size=self.p.eval_batch_size,
             callbacks=callbacks,
             shuffle=False,
             verbose=0,
@@ -205,8 +192,8 @@ class _Run:
 
     def test_task(self, task, online):
         """Step 3 of the module docstring; returns the task's record."""
-        problem, window = self.problem, self.s["online_window"]
-        if self.s["restore_best"]:
+        problem, window = self.problem, self.p.online_window
+        if self.p.restore_best:
             self.best.restore()
         test = problem.task_test(task)
         record = {
@@ -219,7 +206,7 @@ class _Run:
         }
         for name, model in self.eval_models().items():
             record[f"{name}_test_accuracy"] = self.evaluate(model, test)
-        if self.s["accuracy_matrix"] and problem.has_task_tests:
+        if self.p.accuracy_matrix and problem.has_task_tests:
             record["row"] = [
                 (
                     self.evaluate(self.model, problem.matrix_test(j))
@@ -265,7 +252,7 @@ class _Run:
         for variable, initial in zip(fresh.trainable_variables, self.initial):
             variable.assign(initial)
         epochs = self.problem.phases[task].epochs
-        steps = self.problem.steps_per_epoch(task, self.s["batch_size"])
+        steps = self.problem.steps_per_epoch(task, self.p.batch_size)
         schedule.begin_task(0, steps * epochs)
         self.fit(task, fresh, [])
         return self.evaluate(fresh, self.problem.task_test(task))
@@ -289,41 +276,14 @@ class _EpochSaver(keras.callbacks.Callback):
         run.save()
 
 
-@gin.configurable(denylist=["model", "build_model", "train", "test", "context"])
-def continual_learning(
-    model,
-    build_model,
-    train,
-    test,
-    context,
-    *,
-    problem=gin.REQUIRED,
-    batch_size=30,
-    learning_rate=0.05,
-    optimizer=keras.optimizers.SGD,
-    lr_schedule="constant",
-    warmup_fraction=0.1,
-    reset_optimizer=False,
-    callbacks=(),
-    augment=None,
-    restore_best=False,
-    accuracy_matrix=False,
-    fresh_baseline=None,
-    probe_size=1500,
-    dormant_threshold=0.025,
-    online_window=10,
-    eval_batch_size=1000,
-    checkpoint_every_epochs=1,
-):
-    """Runs a continual problem (module docstring); returns the results.
+@gin.configurable("continual_learning")
+class ContinualLearning(protocol_base.Protocol):
+    """Runs a continual problem (module docstring); gin:
+    `continual_learning`. Called with the network (built under the
+    strategy's scope), Data(train=, test=) from `continual_dataset` and the
+    RunContext, whose `build_model` makes the fresh baseline.
 
     Args:
-      model: the network, built under `context.strategy.scope()` (None in
-        a dry run).
-      build_model: a no-argument factory of the same network (fresh
-        baseline).
-      train, test: LabeledImages from `continual_dataset`.
-      context: the RunContext (seed, strategy, writer, directories).
       problem: a problem factory called as problem(train, test, seed),
         e.g. @permuted_tasks.
       batch_size: global batch (permuted MNIST reference: 30).
@@ -350,79 +310,113 @@ def continual_learning(
       checkpoint_every_epochs: checkpoint cadence within a task (every
         task's end is checkpointed too).
     """
-    for name, value in (
-        ("batch_size", batch_size),
-        ("probe_size", probe_size),
-        ("online_window", online_window),
-        ("eval_batch_size", eval_batch_size),
-        ("checkpoint_every_epochs", checkpoint_every_epochs),
+
+    def __init__(
+        self,
+        *,
+        problem=gin.REQUIRED,
+        batch_size=30,
+        learning_rate=0.05,
+        optimizer=keras.optimizers.SGD,
+        lr_schedule="constant",
+        warmup_fraction=0.1,
+        reset_optimizer=False,
+        callbacks=(),
+        augment=None,
+        restore_best=False,
+        accuracy_matrix=False,
+        fresh_baseline=None,
+        probe_size=1500,
+        dormant_threshold=0.025,
+        online_window=10,
+        eval_batch_size=1000,
+        checkpoint_every_epochs=1,
     ):
-        if value < 1:
+        for name, value in (
+            ("batch_size", batch_size),
+            ("probe_size", probe_size),
+            ("online_window", online_window),
+            ("eval_batch_size", eval_batch_size),
+            ("checkpoint_every_epochs", checkpoint_every_epochs),
+        ):
+            if value < 1:
+                raise UsageError(
+                    f"continual_learning.{name} = {value!r}; use at least 1."
+                )
+        task_training.check_schedule(
+            learning_rate, lr_schedule, warmup_fraction
+        )
+        self.problem_fn = problem
+        self.batch_size, self.learning_rate = batch_size, learning_rate
+        self.optimizer, self.lr_schedule = optimizer, lr_schedule
+        self.warmup_fraction = warmup_fraction
+        self.reset_optimizer = reset_optimizer
+        self.callbacks, self.augment = tuple(callbacks), augment
+        self.restore_best, self.accuracy_matrix = restore_best, accuracy_matrix
+        self.fresh_baseline = fresh_baseline
+        self.probe_size, self.dormant_threshold = probe_size, dormant_threshold
+        self.online_window = online_window
+        self.eval_batch_size = eval_batch_size
+        self.checkpoint_every_epochs = checkpoint_every_epochs
+
+    def check(self, data, seed=0):
+        """Builds the problem on the data (its own checks) and returns it."""
+        problem = self.problem_fn(data.train, data.test, seed)
+        if self.restore_best and problem.validation(0) is None:
             raise UsageError(
-                f"continual_learning.{name} = {value!r}; use at least 1."
+                "continual_learning.restore_best = True needs held-out "
+                f"validation data, which the {problem.name} problem does "
+                "not have; set class_incremental_tasks.validation_fraction "
+                "> 0 or restore_best = False."
             )
-    problem = problem(train, test, context.seed)
-    if restore_best and problem.validation(0) is None:
-        raise UsageError(
-            "continual_learning.restore_best = True needs held-out "
-            f"validation data, which the {problem.name} problem does not "
-            "have; set class_incremental_tasks.validation_fraction > 0 or "
-            "restore_best = False."
+        return problem
+
+    def __call__(self, model, data, context):
+        problem = self.check(data, context.seed)
+        run = _Run(model, problem, context, self)
+        state = run.state
+        if self.accuracy_matrix and problem.evaluates_future:
+            state.setdefault(
+                "init_accuracy",
+                [
+                    run.evaluate(model, problem.matrix_test(j))
+                    for j in range(problem.num_tasks)
+                ],
+            )
+        for task in range(state["task"], problem.num_tasks):
+            started = time.perf_counter()
+            if state["epoch"] == 0:
+                run.begin_task(task)
+            prior = state["current"]["online"]
+            run.recorder.begin(f"task_{task:03d}")
+            fit_callbacks = [*run.callbacks, run.recorder]
+            if self.restore_best:
+                fit_callbacks.append(run.best)
+            fit_callbacks.append(
+                _EpochSaver(run, prior, self.checkpoint_every_epochs)
+            )
+            run.fit(task, model, fit_callbacks, state["epoch"])
+            record = run.test_task(task, prior + run.recorder.accuracy)
+            run.task_hooks("on_task_end", task)
+            run.log_task(task, record)
+            state["tasks"].append(record)
+            state.update(task=task + 1, epoch=0, current=None)
+            state["wall_seconds"] = (
+                state.get("wall_seconds", 0.0) + time.perf_counter() - started
+            )
+            run.save()
+        fresh_baseline = self.fresh_baseline
+        if fresh_baseline is None:
+            fresh_baseline = problem.fresh_baseline
+        if fresh_baseline and "fresh_test_accuracy" not in state:
+            state["fresh_test_accuracy"] = run.fresh_accuracy(
+                context.build_model
+            )
+            run.save()
+        return continual_summary.summarize(
+            state,
+            problem,
+            context,
+            run.recorder.global_step,
+            self.online_window,
         )
-    task_training.TaskLearningRate(learning_rate, lr_schedule, warmup_fraction)
-    if context.dry_run:
-        return None
-    settings = {
-        "batch_size": batch_size,
-        "learning_rate": learning_rate,
-        "optimizer": optimizer,
-        "lr_schedule": lr_schedule,
-        "warmup_fraction": warmup_fraction,
-        "reset_optimizer": reset_optimizer,
-        "callbacks": callbacks,
-        "augment": augment,
-        "restore_best": restore_best,
-        "accuracy_matrix": accuracy_matrix,
-        "probe_size": probe_size,
-        "dormant_threshold": dormant_threshold,
-        "online_window": online_window,
-        "eval_batch_size": eval_batch_size,
-    }
-    run = _Run(model, problem, context, settings)
-    state = run.state
-    if accuracy_matrix and problem.evaluates_future:
-        state.setdefault(
-            "init_accuracy",
-            [
-                run.evaluate(model, problem.matrix_test(j))
-                for j in range(problem.num_tasks)
-            ],
-        )
-    for task in range(state["task"], problem.num_tasks):
-        started = time.perf_counter()
-        if state["epoch"] == 0:
-            run.begin_task(task)
-        prior = state["current"]["online"]
-        run.recorder.begin(f"task_{task:03d}")
-        fit_callbacks = [*run.callbacks, run.recorder]
-        if restore_best:
-            fit_callbacks.append(run.best)
-        fit_callbacks.append(_EpochSaver(run, prior, checkpoint_every_epochs))
-        run.fit(task, model, fit_callbacks, state["epoch"])
-        record = run.test_task(task, prior + run.recorder.accuracy)
-        run.task_hooks("on_task_end", task)
-        run.log_task(task, record)
-        state["tasks"].append(record)
-        state.update(task=task + 1, epoch=0, current=None)
-        state["wall_seconds"] = (
-            state.get("wall_seconds", 0.0) + time.perf_counter() - started
-        )
-        run.save()
-    if fresh_baseline is None:
-        fresh_baseline = problem.fresh_baseline
-    if fresh_baseline and "fresh_test_accuracy" not in state:
-        state["fresh_test_accuracy"] = run.fresh_accuracy(build_model)
-        run.save()
-    return continual_summary.summarize(
-        state, problem, context, run.recorder.global_step, online_window
-    )

@@ -149,11 +149,16 @@ class TransferLearner:
             return images
         return _in_chunks(self._embed, np.asarray(images, np.float32))
 
-    def reset(self, learning_rate, seed):
-        """Pretrained body, fresh head and fresh optimizer for a new run."""
+    def restore(self):
+        """Puts the pretrained body weights back (full-model transfer
+        changes them; linear probing never does)."""
         if not self.linear_probe:
             for variable, value in zip(self.body.weights, self._pretrained):
                 variable.assign(value)
+
+    def reset(self, learning_rate, seed):
+        """Pretrained body, fresh head and fresh optimizer for a new run."""
+        self.restore()
         zapping.zap(self.head, reset_bias=True, seed=seed)
         for variable in self.optimizer.variables:
             variable.assign(ops.zeros_like(variable))

@@ -17,6 +17,11 @@ from zapkeras.methods import base
 from zapkeras.outputs import checkpoints
 from zapkeras.outputs import console
 from zapkeras.outputs import tensorboard
+from zapkeras.protocols import base as protocol_base
+
+
+def _columns(result):
+    return {"pretrain val acc": f"{result['val_accuracy']:.3f}"}
 
 
 def _check_positive(name, value):
@@ -24,27 +29,12 @@ def _check_positive(name, value):
         raise UsageError(f"{name} = {value!r}; it must be positive.")
 
 
-@gin.configurable(denylist=["model", "train", "val", "context"])
-def iid_pretraining(
-    model,
-    train,
-    val,
-    context,
-    *,
-    epochs=10,
-    batch_size=256,
-    learning_rate=1e-3,
-    optimizer=keras.optimizers.Adam,
-    zapping=None,
-    callbacks=(),
-    log_every_n_steps=10,
-):
-    """Trains `model` on i.i.d. batches of `train`; returns a results dict.
+@gin.configurable("iid_pretraining")
+class IidPretraining(protocol_base.Protocol):
+    """Trains the model on i.i.d. batches of `data.train` (gin:
+    `iid_pretraining`).
 
     Args:
-      model: a classifier built under `context.strategy.scope()`.
-      train, val: `LabeledImages` (per class 15 train / 5 held-out images).
-      context: the `RunContext` of the run (seed, writer, directories).
       epochs, batch_size, learning_rate: the usual; `batch_size` is global.
       optimizer: the optimizer class (reference: Adam).
       zapping: a `Zapping` method, or None for the no-zap control.
@@ -52,67 +42,97 @@ def iid_pretraining(
         Keras callbacks, run in the same fit (`zapkeras.methods.base`).
       log_every_n_steps: TensorBoard cadence for batch metrics.
     """
-    _check_positive("iid_pretraining.epochs", epochs)
-    _check_positive("iid_pretraining.batch_size", batch_size)
-    _check_positive("iid_pretraining.learning_rate", learning_rate)
-    if context.dry_run:
-        return None
-    with context.strategy.scope():
-        model.compile(
-            optimizer=optimizer(learning_rate=learning_rate),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=[keras.metrics.SparseCategoricalAccuracy("accuracy")],
-        )
-        model.optimizer.build(model.trainable_variables)
-    callbacks = ([zapping] if zapping is not None else []) + list(callbacks)
-    methods = _prepare_methods(callbacks, model, context)
-    checkpoint = checkpoints.EpochCheckpoint(
-        context.checkpoint_dir("pretrain"), model, methods=methods
-    )
-    start_epoch = checkpoint.restore()
-    steps = data_lib.steps_per_epoch(len(train.labels), batch_size)
-    batches = data_lib.iid_batches(
-        train, batch_size, context.seed, start_epoch=start_epoch
-    )
-    val_batches = data_lib.iid_batches(val, batch_size, context.seed)
-    callbacks = callbacks + [
-        tensorboard.ScalarLogger(context.writer, "pretrain", log_every_n_steps),
-        console.EpochProgress(f"pretrain[{context.label}]", epochs),
-        checkpoints.StopOnNonFinite(f"pretrain[{context.label}]"),
-        checkpoint,
-    ]
-    started = time.perf_counter()
-    if start_epoch < epochs:
-        if start_epoch:
-            console.say(
-                f"pretrain[{context.label}] resuming at epoch {start_epoch + 1}"
+
+    def __init__(
+        self,
+        *,
+        epochs=10,
+        batch_size=256,
+        learning_rate=1e-3,
+        optimizer=keras.optimizers.Adam,
+        zapping=None,
+        callbacks=(),
+        log_every_n_steps=10,
+    ):
+        _check_positive("iid_pretraining.epochs", epochs)
+        _check_positive("iid_pretraining.batch_size", batch_size)
+        _check_positive("iid_pretraining.learning_rate", learning_rate)
+        self.epochs, self.batch_size = epochs, batch_size
+        self.learning_rate, self.optimizer = learning_rate, optimizer
+        self.zapping, self.callbacks = zapping, tuple(callbacks)
+        self.log_every_n_steps = log_every_n_steps
+
+    def columns(self, result):
+        return _columns(result)
+
+    def __call__(self, model, data, context):
+        """Pretrains `model` (built under the strategy's scope) on
+        data.train, validating on data.val; returns the results dict."""
+        train, val, batch_size = data.train, data.val, self.batch_size
+        epochs, zapping = self.epochs, self.zapping
+        with context.strategy.scope():
+            model.compile(
+                optimizer=self.optimizer(learning_rate=self.learning_rate),
+                loss=keras.losses.SparseCategoricalCrossentropy(
+                    from_logits=True
+                ),
+                metrics=[keras.metrics.SparseCategoricalAccuracy("accuracy")],
             )
-        model.fit(
-            batches,
-            epochs=epochs,
-            initial_epoch=start_epoch,
-            steps_per_epoch=steps,
-            validation_data=val_batches,
-            validation_steps=data_lib.steps_per_epoch(
-                len(val.labels), batch_size
-            ),
-            callbacks=callbacks,
-            shuffle=False,  # the stream is already a seeded permutation
-            verbose=0,
+            model.optimizer.build(model.trainable_variables)
+        callbacks = ([zapping] if zapping is not None else []) + list(
+            self.callbacks
         )
-    wall_seconds = time.perf_counter() - started
-    final_val = _evaluate(model, val, batch_size, context.seed)
-    final_train = _evaluate(model, train, batch_size, context.seed)
-    return {
-        "method": "iid",
-        "zap": zapping is not None,
-        "epochs": epochs,
-        "val_accuracy": final_val["accuracy"],
-        "val_loss": final_val["loss"],
-        "train_accuracy": final_train["accuracy"],
-        "counters": base.counters_of(methods),
-        "wall_seconds": wall_seconds,
-    }
+        methods = _prepare_methods(callbacks, model, context)
+        checkpoint = checkpoints.EpochCheckpoint(
+            context.checkpoint_dir("pretrain"), model, methods=methods
+        )
+        start_epoch = checkpoint.restore()
+        steps = data_lib.steps_per_epoch(len(train.labels), batch_size)
+        batches = data_lib.iid_batches(
+            train, batch_size, context.seed, start_epoch=start_epoch
+        )
+        val_batches = data_lib.iid_batches(val, batch_size, context.seed)
+        callbacks = callbacks + [
+            tensorboard.ScalarLogger(
+                context.writer, "pretrain", self.log_every_n_steps
+            ),
+            console.EpochProgress(f"pretrain[{context.label}]", epochs),
+            checkpoints.StopOnNonFinite(f"pretrain[{context.label}]"),
+            checkpoint,
+        ]
+        started = time.perf_counter()
+        if start_epoch < epochs:
+            if start_epoch:
+                console.say(
+                    f"pretrain[{context.label}] resuming at epoch "
+                    f"{start_epoch + 1}"
+                )
+            model.fit(
+                batches,
+                epochs=epochs,
+                initial_epoch=start_epoch,
+                steps_per_epoch=steps,
+                validation_data=val_batches,
+                validation_steps=data_lib.steps_per_epoch(
+                    len(val.labels), batch_size
+                ),
+                callbacks=callbacks,
+                shuffle=False,  # the stream is already a seeded permutation
+                verbose=0,
+            )
+        wall_seconds = time.perf_counter() - started
+        final_val = _evaluate(model, val, batch_size, context.seed)
+        final_train = _evaluate(model, train, batch_size, context.seed)
+        return {
+            "method": "iid",
+            "zap": zapping is not None,
+            "epochs": epochs,
+            "val_accuracy": final_val["accuracy"],
+            "val_loss": final_val["loss"],
+            "train_accuracy": final_train["accuracy"],
+            "counters": base.counters_of(methods),
+            "wall_seconds": wall_seconds,
+        }
 
 
 def _prepare_methods(callbacks, trainer, context):
@@ -145,35 +165,15 @@ def _evaluate(model, images, batch_size, seed):
     return {k: float(v) for k, v in results.items()}
 
 
-@gin.configurable(denylist=["model", "train", "val", "context"])
-def asb_pretraining(
-    model,
-    train,
-    val,
-    context,
-    *,
-    meta=False,
-    zap=True,
-    episodes=9000,
-    episodes_per_epoch=500,
-    inner_steps=20,
-    remember=64,
-    inner_learning_rate=0.1,
-    learning_rate=1e-3,
-    optimizer=keras.optimizers.Adam,
-    first_order=False,
-    inner_layers=None,
-    zap_reset_bias=True,
-    zap_reset_optimizer=False,
-    callbacks=(),
-):
-    """ASB or Meta-ASB pretraining (frati2024 Alg. 1).
+@gin.configurable("asb_pretraining")
+class AsbPretraining(protocol_base.Protocol):
+    """ASB or Meta-ASB pretraining (frati2024 Alg. 1; docs/reference_codes.md
+    §1.2-1.3); gin: `asb_pretraining`.
 
     One optimizer step per episode: `inner_steps` single-example SGD steps
     at `inner_learning_rate` on one class, then an outer `optimizer` step on
     those examples plus `remember` others (reference Omniglot: K = 20,
-    R = 64, inner 0.1, Adam 1e-3; 9000 ASB / 25000 Meta-ASB episodes;
-    docs/reference_codes.md §1.2-1.3).
+    R = 64, inner 0.1, Adam 1e-3; 9000 ASB / 25000 Meta-ASB episodes).
     Episodes are grouped into epochs of `episodes_per_epoch` for logging,
     validation and checkpoints; episode i depends on (seed, i) only.
 
@@ -189,93 +189,140 @@ def asb_pretraining(
         Keras callbacks for the episodes' fit; methods act on the wrapped
         classifier with the outer step's data (`zapkeras.methods.hooks`).
     """
-    from zapkeras.methods import asb  # the heavy graph code, only if used
 
-    for name, value in (
-        ("asb_pretraining.episodes (PRETRAIN_EPISODES)", episodes),
-        ("asb_pretraining.episodes_per_epoch", episodes_per_epoch),
-        ("asb_pretraining.learning_rate", learning_rate),
-        ("asb_pretraining.inner_steps (K)", inner_steps),
+    def __init__(
+        self,
+        *,
+        meta=False,
+        zap=True,
+        episodes=9000,
+        episodes_per_epoch=500,
+        inner_steps=20,
+        remember=64,
+        inner_learning_rate=0.1,
+        learning_rate=1e-3,
+        optimizer=keras.optimizers.Adam,
+        first_order=False,
+        inner_layers=None,
+        zap_reset_bias=True,
+        zap_reset_optimizer=False,
+        callbacks=(),
     ):
-        _check_positive(name, value)
-    if inner_learning_rate < 0:
-        raise UsageError(
-            f"asb_pretraining.inner_learning_rate = {inner_learning_rate!r}; "
-            "use a non-negative rate, e.g. 0.1 (Omniglot reference)."
+        for name, value in (
+            ("asb_pretraining.episodes (PRETRAIN_EPISODES)", episodes),
+            ("asb_pretraining.episodes_per_epoch", episodes_per_epoch),
+            ("asb_pretraining.learning_rate", learning_rate),
+            ("asb_pretraining.inner_steps (K)", inner_steps),
+        ):
+            _check_positive(name, value)
+        if inner_learning_rate < 0:
+            raise UsageError(
+                "asb_pretraining.inner_learning_rate = "
+                f"{inner_learning_rate!r}; use a non-negative rate, e.g. "
+                "0.1 (Omniglot reference)."
+            )
+        self.meta, self.zap, self.first_order = meta, zap, first_order
+        self.episodes, self.episodes_per_epoch = episodes, episodes_per_epoch
+        self.inner_steps, self.remember = inner_steps, remember
+        self.inner_learning_rate = inner_learning_rate
+        self.learning_rate, self.optimizer = learning_rate, optimizer
+        self.inner_layers = inner_layers
+        self.zap_reset_bias = zap_reset_bias
+        self.zap_reset_optimizer = zap_reset_optimizer
+        self.callbacks = tuple(callbacks)
+
+    def check(self, data):
+        images = len(data.train.labels)
+        if not 0 <= self.remember <= images:
+            raise UsageError(
+                f"asb_pretraining.remember (R) = {self.remember!r} but there "
+                f"are {images} training images to remember from; choose "
+                f"0..{images} (reference: 64)."
+            )
+
+    def columns(self, result):
+        return _columns(result)
+
+    def __call__(self, model, data, context):
+        """Pretrains `model` on episodes of data.train; returns the
+        results dict (validation accuracy on data.val)."""
+        from zapkeras.methods import asb  # the heavy graph code, if used
+
+        self.check(data)
+        train, val = data.train, data.val
+        meta, zap, first_order = self.meta, self.zap, self.first_order
+        episodes_per_epoch = self.episodes_per_epoch
+        epochs = -(-self.episodes // episodes_per_epoch)
+        with context.strategy.scope():
+            wrapper_cls = asb.MetaASB if meta else asb.ASB
+            extra = {"first_order": first_order} if meta else {}
+            learner = wrapper_cls(
+                model,
+                self.inner_learning_rate,
+                zap,
+                zap_reset_bias=self.zap_reset_bias,
+                zap_reset_optimizer=self.zap_reset_optimizer,
+                inner_variables=_layer_prefixes(self.inner_layers),
+                seed=context.seed,
+                **extra,
+            )
+            learner.compile(
+                optimizer=self.optimizer(learning_rate=self.learning_rate)
+            )
+            learner.optimizer.build(learner.trainable_variables)
+            model.compile(
+                loss=keras.losses.SparseCategoricalCrossentropy(
+                    from_logits=True
+                ),
+                metrics=[keras.metrics.SparseCategoricalAccuracy("accuracy")],
+            )
+        callbacks = list(self.callbacks)
+        methods = _prepare_methods(callbacks, learner, context)
+        checkpoint = checkpoints.EpochCheckpoint(
+            context.checkpoint_dir("pretrain"), learner, methods=methods
         )
-    if not 0 <= remember <= len(train.labels):
-        raise UsageError(
-            f"asb_pretraining.remember (R) = {remember!r} but there are "
-            f"{len(train.labels)} training images to remember from; choose "
-            f"0..{len(train.labels)} (reference: 64)."
+        start_epoch = checkpoint.restore()
+        replicas = context.strategy.num_replicas_in_sync
+        stream = asb.episode_batches(
+            data_lib.asb_episodes(
+                train,
+                inner_steps=self.inner_steps,
+                remember=self.remember,
+                seed=context.seed,
+                start_episode=start_epoch * episodes_per_epoch,
+            ),
+            replicas,
         )
-    if context.dry_run:
-        return None
-    epochs = -(-episodes // episodes_per_epoch)
-    with context.strategy.scope():
-        wrapper_cls = asb.MetaASB if meta else asb.ASB
-        extra = {"first_order": first_order} if meta else {}
-        learner = wrapper_cls(
-            model,
-            inner_learning_rate,
-            zap,
-            zap_reset_bias=zap_reset_bias,
-            zap_reset_optimizer=zap_reset_optimizer,
-            inner_variables=_layer_prefixes(inner_layers),
-            seed=context.seed,
-            **extra,
-        )
-        learner.compile(optimizer=optimizer(learning_rate=learning_rate))
-        learner.optimizer.build(learner.trainable_variables)
-        model.compile(
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=[keras.metrics.SparseCategoricalAccuracy("accuracy")],
-        )
-    callbacks = list(callbacks)
-    methods = _prepare_methods(callbacks, learner, context)
-    checkpoint = checkpoints.EpochCheckpoint(
-        context.checkpoint_dir("pretrain"), learner, methods=methods
-    )
-    start_epoch = checkpoint.restore()
-    replicas = context.strategy.num_replicas_in_sync
-    stream = asb.episode_batches(
-        data_lib.asb_episodes(
-            train,
-            inner_steps=inner_steps,
-            remember=remember,
-            seed=context.seed,
-            start_episode=start_epoch * episodes_per_epoch,
-        ),
-        replicas,
-    )
-    method = "meta_asb" if meta else "asb"
-    started = time.perf_counter()
-    if start_epoch < epochs:
-        learner.fit(
-            stream,
-            epochs=epochs,
-            initial_epoch=start_epoch,
-            steps_per_epoch=episodes_per_epoch,
-            callbacks=callbacks
-            + [
-                tensorboard.ScalarLogger(context.writer, "pretrain", 50),
-                console.EpochProgress(f"pretrain[{context.label}]", epochs),
-                checkpoints.StopOnNonFinite(f"pretrain[{context.label}]"),
-                checkpoint,
+        method = "meta_asb" if meta else "asb"
+        started = time.perf_counter()
+        if start_epoch < epochs:
+            learner.fit(
+                stream,
+                epochs=epochs,
+                initial_epoch=start_epoch,
+                steps_per_epoch=episodes_per_epoch,
+                callbacks=callbacks
+                + [
+                    tensorboard.ScalarLogger(context.writer, "pretrain", 50),
+                    console.EpochProgress(f"pretrain[{context.label}]", epochs),
+                    checkpoints.StopOnNonFinite(f"pretrain[{context.label}]"),
+                    checkpoint,
+                ],
+                shuffle=False,
+                verbose=0,
+            )
+        wall_seconds = time.perf_counter() - started
+        batch = 256
+        return {
+            "method": method,
+            "zap": bool(zap),
+            "episodes": epochs * episodes_per_epoch,
+            "val_accuracy": _evaluate(model, val, batch, context.seed)[
+                "accuracy"
             ],
-            shuffle=False,
-            verbose=0,
-        )
-    wall_seconds = time.perf_counter() - started
-    batch = 256
-    return {
-        "method": method,
-        "zap": bool(zap),
-        "episodes": epochs * episodes_per_epoch,
-        "val_accuracy": _evaluate(model, val, batch, context.seed)["accuracy"],
-        "train_accuracy": _evaluate(model, train, batch, context.seed)[
-            "accuracy"
-        ],
-        "counters": base.counters_of(methods),
-        "wall_seconds": wall_seconds,
-    }
+            "train_accuracy": _evaluate(model, train, batch, context.seed)[
+                "accuracy"
+            ],
+            "counters": base.counters_of(methods),
+            "wall_seconds": wall_seconds,
+        }

@@ -109,6 +109,21 @@ class MaskedMetric(keras.metrics.MeanMetricWrapper):
 SCHEDULES = ("constant", "warmup", "one_cycle")
 
 
+def check_schedule(learning_rate, kind, warmup_fraction):
+    """UsageError unless the continual schedule settings are valid."""
+    if kind not in SCHEDULES:
+        raise UsageError(
+            f"continual_learning.lr_schedule = {kind!r}; use one of "
+            f"{', '.join(SCHEDULES)}."
+        )
+    if learning_rate <= 0 or not 0 <= warmup_fraction <= 1:
+        raise UsageError(
+            f"continual_learning.learning_rate = {learning_rate}, "
+            f"warmup_fraction = {warmup_fraction}; the rate must be "
+            "positive and the fraction in [0, 1]."
+        )
+
+
 @keras.saving.register_keras_serializable(package="zapkeras")
 class TaskLearningRate(keras.optimizers.schedules.LearningRateSchedule):
     """A learning-rate schedule that restarts at `begin_task`."""
@@ -122,17 +137,7 @@ class TaskLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         div_factor=25.0,
         final_div_factor=1e4,
     ):
-        if kind not in SCHEDULES:
-            raise UsageError(
-                f"continual_learning.lr_schedule = {kind!r}; use one of "
-                f"{', '.join(SCHEDULES)}."
-            )
-        if learning_rate <= 0 or not 0 <= warmup_fraction <= 1:
-            raise UsageError(
-                f"continual_learning.learning_rate = {learning_rate}, "
-                f"warmup_fraction = {warmup_fraction}; the rate must be "
-                "positive and the fraction in [0, 1]."
-            )
+        check_schedule(learning_rate, kind, warmup_fraction)
         self.learning_rate = float(learning_rate)
         self.kind = kind
         self.warmup_fraction = warmup_fraction

@@ -32,25 +32,8 @@ from zapkeras.errors import UsageError
 from zapkeras.outputs import console
 from zapkeras.outputs import files
 from zapkeras.outputs import plots
+from zapkeras.protocols import base as protocol_base
 from zapkeras.protocols.learner import TransferLearner
-
-
-def _check(learning_rates, runs, classes, pool, **positive):
-    if not learning_rates or min(learning_rates) <= 0:
-        raise UsageError(
-            f"TRANSFER_LRS = {learning_rates!r}; give one or more positive "
-            "learning rates, e.g. (1e-3, 4e-4)."
-        )
-    if runs < 1:
-        raise UsageError(f"TRANSFER_RUNS = {runs!r}; it must be at least 1.")
-    if not 1 <= classes <= pool.num_classes:
-        raise UsageError(
-            f"TRANSFER_CLASSES = {classes} but the transfer set has "
-            f"{pool.num_classes} classes; choose 1..{pool.num_classes}."
-        )
-    for name, value in positive.items():
-        if value < 1:
-            raise UsageError(f"{name} = {value!r}; it must be at least 1.")
 
 
 class _Transfer:
@@ -132,8 +115,10 @@ class _Transfer:
         files.write_json(
             self.context.curves_path(f"transfer_{self.name}.json"), runs_by_lr
         )
+        self.learner.restore()  # later protocols see the pretrained body
         summary = _summarise(runs_by_lr)
         self._log(runs_by_lr, summary["best_lr"])
+        self.best_curve = runs_by_lr[f"{summary['best_lr']:g}"]
         return summary
 
     def _log(self, runs_by_lr, best_lr):
@@ -173,86 +158,235 @@ def eval_points(num_classes, eval_every):
     return sorted(points)
 
 
-@gin.configurable(denylist=["model", "pool", "context"])
-def sequential_transfer(
-    model,
-    pool,
-    context,
-    *,
-    learning_rates=(1e-3,),
-    runs=10,
-    classes=600,
-    train_per_class=15,
-    eval_every=50,
-    epochs=1,
-    linear_probe=True,
-    optimizer=keras.optimizers.Adam,
-    task_loss_every=0,
-):
-    """frati2024 Alg. 2 (see the module docstring); returns a results dict.
+class _Sweep(protocol_base.Protocol):
+    """A transfer protocol: a sweep of learning rates × runs on the pool.
 
     `learning_rates`, `runs` and `classes` are TRANSFER_LRS, TRANSFER_RUNS
     and TRANSFER_CLASSES; `linear_probe=False` trains the whole model;
     `optimizer` is a class (reference: Adam; frati2025 also SGD).
     """
-    _check(
+
+    name = None
+
+    def __init__(
+        self,
         learning_rates,
         runs,
         classes,
-        pool,
-        **{
-            "sequential_transfer.eval_every": eval_every,
-            "sequential_transfer.epochs": epochs,
-        },
-    )
-    if context.dry_run:
-        return None
-    t = _Transfer(
-        "sequential",
-        model,
-        pool,
-        context,
         train_per_class,
-        optimizer=optimizer,
-        linear_probe=linear_probe,
-    )
-    evals = eval_points(classes, eval_every)
+        linear_probe,
+        optimizer,
+        **positive,
+    ):
+        if not learning_rates or min(learning_rates) <= 0:
+            raise UsageError(
+                f"TRANSFER_LRS = {learning_rates!r}; give one or more "
+                "positive learning rates, e.g. (1e-3, 4e-4)."
+            )
+        if runs < 1:
+            raise UsageError(
+                f"TRANSFER_RUNS = {runs!r}; it must be at least 1."
+            )
+        for setting, value in positive.items():
+            if value < 1:
+                raise UsageError(
+                    f"{self.name}_transfer.{setting} = {value!r}; it must "
+                    "be at least 1."
+                )
+        self.learning_rates, self.runs = learning_rates, runs
+        self.classes, self.train_per_class = classes, train_per_class
+        self.linear_probe, self.optimizer = linear_probe, optimizer
+        self.best_curve = None
 
-    def run(order, rng, name):
-        del rng
-        x, y = data_lib.sequential_stream(t.support, order)
-        ends = np.cumsum(np.bincount(t.support.labels)[order])
-        at_eval = {int(ends[s - 1]): s for s in evals}
-        marks = set(at_eval)
-        if task_loss_every:
-            marks.update(range(task_loss_every, len(y) + 1, task_loss_every))
-        curve, losses = [], []
-        for epoch in range(epochs):
-            done = 0
-            for mark in sorted(marks):
-                t.learner.train(x[done:mark], y[done:mark], 1)
-                done = mark
-                step = epoch * len(y) + mark
-                if task_loss_every and mark % task_loss_every == 0:
-                    x_train, y_train = t.trajectory(order)["train"]
-                    losses.append(
-                        t.learner.per_class(x_train, y_train, order)[1]
-                    )
-                if mark in at_eval:
-                    seen = at_eval[mark]
+    def check(self, data):
+        pool = data.transfer
+        if not 1 <= self.classes <= pool.num_classes:
+            raise UsageError(
+                f"TRANSFER_CLASSES = {self.classes} but the transfer set "
+                f"has {pool.num_classes} classes; choose "
+                f"1..{pool.num_classes}."
+            )
+
+    def columns(self, result):
+        return {
+            "transfer test acc (best lr)": (
+                f"{result['test_accuracy']:.3f} ± "
+                f"{result['test_accuracy_std']:.3f} ({result['best_lr']:g})"
+            )
+        }
+
+    def __call__(self, model, data, context):
+        """Runs the sweep from `model`'s weights; returns the summary."""
+        self.check(data)
+        t = _Transfer(
+            self.name,
+            model,
+            data.transfer,
+            context,
+            self.train_per_class,
+            optimizer=self.optimizer,
+            linear_probe=self.linear_probe,
+        )
+        summary = t.sweep(
+            self.learning_rates,
+            self.runs,
+            self.classes,
+            self._run_fn(t, context),
+        )
+        self.best_curve = t.best_curve
+        return summary
+
+
+@gin.configurable("sequential_transfer")
+class SequentialTransfer(_Sweep):
+    """frati2024 Alg. 2 (module docstring); gin: `sequential_transfer`.
+
+    Args: as `_Sweep`, and `eval_every` (classes between evaluations),
+    `epochs`, `task_loss_every` (frati2025 §2.3's per-task losses, 0: off).
+    """
+
+    name = "sequential"
+
+    def __init__(
+        self,
+        *,
+        learning_rates=(1e-3,),
+        runs=10,
+        classes=600,
+        train_per_class=15,
+        eval_every=50,
+        epochs=1,
+        linear_probe=True,
+        optimizer=keras.optimizers.Adam,
+        task_loss_every=0,
+    ):
+        super().__init__(
+            learning_rates,
+            runs,
+            classes,
+            train_per_class,
+            linear_probe,
+            optimizer,
+            eval_every=eval_every,
+            epochs=epochs,
+        )
+        self.eval_every, self.epochs = eval_every, epochs
+        self.task_loss_every = task_loss_every
+
+    def figures(self, runs):
+        """Transfer accuracy vs classes learned, at each condition's best
+        rate."""
+        curves = {c: p.best_curve for c, p in runs.items()}
+        return {"transfer_sequential": plots.transfer_curves(curves)}
+
+    def _run_fn(self, t, context):
+        classes, epochs = self.classes, self.epochs
+        task_loss_every = self.task_loss_every
+        evals = eval_points(classes, self.eval_every)
+
+        def run(order, rng, name):
+            del rng
+            x, y = data_lib.sequential_stream(t.support, order)
+            ends = np.cumsum(np.bincount(t.support.labels)[order])
+            at_eval = {int(ends[s - 1]): s for s in evals}
+            marks = set(at_eval)
+            if task_loss_every:
+                marks.update(
+                    range(task_loss_every, len(y) + 1, task_loss_every)
+                )
+            curve, losses = [], []
+            for epoch in range(epochs):
+                done = 0
+                for mark in sorted(marks):
+                    t.learner.train(x[done:mark], y[done:mark], 1)
+                    done = mark
+                    step = epoch * len(y) + mark
+                    if task_loss_every and mark % task_loss_every == 0:
+                        x_train, y_train = t.trajectory(order)["train"]
+                        losses.append(
+                            t.learner.per_class(x_train, y_train, order)[1]
+                        )
+                    if mark in at_eval:
+                        seen = at_eval[mark]
+                        curve.append(
+                            {
+                                "epoch": epoch,
+                                "step": step,
+                                "classes_seen": seen,
+                                **t.evaluate(order, seen),
+                            }
+                        )
+            if losses:
+                _save_task_losses(
+                    context, name, np.stack(losses), task_loss_every
+                )
+            return {"curve": curve}
+
+        return run
+
+
+@gin.configurable("iid_transfer")
+class IidTransfer(_Sweep):
+    """frati2024 Alg. 3: mini-batch fine-tuning; gin: `iid_transfer`.
+
+    Args: as `_Sweep`, and `epochs`, `batch_size`, `eval_every_steps`.
+    """
+
+    name = "iid"
+
+    def __init__(
+        self,
+        *,
+        learning_rates=(1e-3,),
+        runs=10,
+        classes=600,
+        train_per_class=15,
+        epochs=1,
+        batch_size=256,
+        eval_every_steps=5,
+        linear_probe=True,
+        optimizer=keras.optimizers.Adam,
+    ):
+        super().__init__(
+            learning_rates,
+            runs,
+            classes,
+            train_per_class,
+            linear_probe,
+            optimizer,
+            epochs=epochs,
+            batch_size=batch_size,
+            eval_every_steps=eval_every_steps,
+        )
+        self.epochs, self.batch_size = epochs, batch_size
+        self.eval_every_steps = eval_every_steps
+
+    def _run_fn(self, t, context):
+        del context
+        epochs, batch_size = self.epochs, self.batch_size
+        chunk = batch_size * self.eval_every_steps
+
+        def run(order, rng, name):
+            del name
+            examples = np.flatnonzero(np.isin(t.support.labels, order))
+            x, y = t.support.images, t.support.labels
+            curve, step = [], 0
+            for epoch in range(epochs):
+                shuffled = rng.permutation(examples)
+                for start in range(0, len(shuffled), chunk):
+                    part = shuffled[start : start + chunk]
+                    t.learner.train(x[part], y[part], batch_size)
+                    step += -(-len(part) // batch_size)
                     curve.append(
                         {
                             "epoch": epoch,
                             "step": step,
-                            "classes_seen": seen,
-                            **t.evaluate(order, seen),
+                            **t.evaluate(order, len(order)),
                         }
                     )
-        if losses:
-            _save_task_losses(context, name, np.stack(losses), task_loss_every)
-        return {"curve": curve}
+            return {"curve": curve}
 
-    return t.sweep(learning_rates, runs, classes, run)
+        return run
 
 
 def _save_task_losses(context, name, losses, every):
@@ -270,70 +404,6 @@ def _save_task_losses(context, name, losses, every):
             {f"task_{i:03d}/loss": v for i, v in enumerate(row)},
             (point + 1) * every,
         )
-
-
-@gin.configurable(denylist=["model", "pool", "context"])
-def iid_transfer(
-    model,
-    pool,
-    context,
-    *,
-    learning_rates=(1e-3,),
-    runs=10,
-    classes=600,
-    train_per_class=15,
-    epochs=1,
-    batch_size=256,
-    eval_every_steps=5,
-    linear_probe=True,
-    optimizer=keras.optimizers.Adam,
-):
-    """frati2024 Alg. 3: mini-batch fine-tuning; returns a results dict."""
-    _check(
-        learning_rates,
-        runs,
-        classes,
-        pool,
-        **{
-            "iid_transfer.epochs": epochs,
-            "iid_transfer.batch_size": batch_size,
-            "iid_transfer.eval_every_steps": eval_every_steps,
-        },
-    )
-    if context.dry_run:
-        return None
-    t = _Transfer(
-        "iid",
-        model,
-        pool,
-        context,
-        train_per_class,
-        optimizer=optimizer,
-        linear_probe=linear_probe,
-    )
-    chunk = batch_size * eval_every_steps
-
-    def run(order, rng, name):
-        del name
-        examples = np.flatnonzero(np.isin(t.support.labels, order))
-        x, y = t.support.images, t.support.labels
-        curve, step = [], 0
-        for epoch in range(epochs):
-            shuffled = rng.permutation(examples)
-            for start in range(0, len(shuffled), chunk):
-                part = shuffled[start : start + chunk]
-                t.learner.train(x[part], y[part], batch_size)
-                step += -(-len(part) // batch_size)
-                curve.append(
-                    {
-                        "epoch": epoch,
-                        "step": step,
-                        **t.evaluate(order, len(order)),
-                    }
-                )
-        return {"curve": curve}
-
-    return t.sweep(learning_rates, runs, classes, run)
 
 
 def _with_images(images, new_images):

@@ -20,6 +20,7 @@ from zapkeras import data as data_lib
 from zapkeras.errors import UsageError
 from zapkeras.methods import zapping
 from zapkeras.outputs import plots
+from zapkeras.protocols import base as protocol_base
 
 
 def _copy(model):
@@ -76,59 +77,66 @@ def divergence(
     return [a.name for a, _ in pairs], np.stack(sims, axis=1)
 
 
-@gin.configurable(denylist=["model", "train", "context"])
-def zap_divergence(
-    model,
-    train,
-    context,
-    *,
-    learning_rates=(1e-3,),
-    steps=100,
-    batch_size=256,
-    optimizer=keras.optimizers.Adam,
-):
-    """Runs `divergence` for each learning rate on the pretraining data.
+@gin.configurable("zap_divergence")
+class ZapDivergence(protocol_base.Protocol):
+    """Runs `divergence` for each learning rate on the pretraining data
+    (an analysis of the pretrained model; gin: `zap_divergence`).
 
     Saves curves/<condition>/zap_divergence.npz ([layers, steps] per rate),
     a Fig. 2b-style plot per rate, and TensorBoard scalars
     zap_divergence/lr_<rate>/<layer> on the step axis.
     """
-    if steps < 1 or batch_size < 1 or min(learning_rates, default=0) <= 0:
-        raise UsageError(
-            "zap_divergence.steps and .batch_size must be ≥ 1 and "
-            f".learning_rates positive; got {steps}, {batch_size}, "
-            f"{learning_rates!r}."
-        )
-    if context.dry_run:
-        return None
-    arrays, final = {}, {}
-    for lr in learning_rates:
-        batches = data_lib.iid_batches(train, batch_size, context.seed)
-        names, sims = divergence(
-            model,
-            batches,
-            steps,
-            lr,
-            optimizer,
-            perturb=True,
-            seed=context.seed,
-        )
-        key = f"lr_{lr:g}"
-        arrays[key] = sims
-        final[f"{lr:g}"] = {n: float(s[-1]) for n, s in zip(names, sims)}
-        for t in range(sims.shape[1]):
-            context.writer.scalars(
-                f"zap_divergence/{key}", dict(zip(names, sims[:, t])), t + 1
+
+    def __init__(
+        self,
+        *,
+        learning_rates=(1e-3,),
+        steps=100,
+        batch_size=256,
+        optimizer=keras.optimizers.Adam,
+    ):
+        if steps < 1 or batch_size < 1 or min(learning_rates, default=0) <= 0:
+            raise UsageError(
+                "zap_divergence.steps and .batch_size must be ≥ 1 and "
+                f".learning_rates positive; got {steps}, {batch_size}, "
+                f"{learning_rates!r}."
             )
-        png = plots.layer_similarity(names, sims, f"zap-divergence, lr {lr:g}")
-        path = context.curves_path(f"zap_divergence_{key}.png")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as f:
-            f.write(png)
-        context.writer.image(f"zap_divergence/{key}", png)
-    np.savez(
-        context.curves_path("zap_divergence.npz"),
-        layers=np.array(names),
-        **arrays,
-    )
-    return {"layers": names, "final_similarity": final, "steps": steps}
+        self.learning_rates, self.steps = learning_rates, steps
+        self.batch_size, self.optimizer = batch_size, optimizer
+
+    def __call__(self, model, data, context):
+        arrays, final = {}, {}
+        for lr in self.learning_rates:
+            batches = data_lib.iid_batches(
+                data.train, self.batch_size, context.seed
+            )
+            names, sims = divergence(
+                model,
+                batches,
+                self.steps,
+                lr,
+                self.optimizer,
+                perturb=True,
+                seed=context.seed,
+            )
+            key = f"lr_{lr:g}"
+            arrays[key] = sims
+            final[f"{lr:g}"] = {n: float(s[-1]) for n, s in zip(names, sims)}
+            for t in range(sims.shape[1]):
+                context.writer.scalars(
+                    f"zap_divergence/{key}", dict(zip(names, sims[:, t])), t + 1
+                )
+            png = plots.layer_similarity(
+                names, sims, f"zap-divergence, lr {lr:g}"
+            )
+            path = context.curves_path(f"zap_divergence_{key}.png")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(png)
+            context.writer.image(f"zap_divergence/{key}", png)
+        np.savez(
+            context.curves_path("zap_divergence.npz"),
+            layers=np.array(names),
+            **arrays,
+        )
+        return {"layers": names, "final_similarity": final, "steps": self.steps}
