@@ -32,6 +32,8 @@ import tensorflow as tf
 from keras import ops
 
 from zapkeras import compat
+from zapkeras import losses
+from zapkeras import validate
 from zapkeras.errors import UsageError
 from zapkeras.methods import asb_saving
 from zapkeras.methods import hooks
@@ -47,11 +49,11 @@ def episode_batches(episodes, num_replicas):
     same episode with a leading axis of 1, which `train_step` drops. Use
     `strategy.num_replicas_in_sync` (1 without a strategy).
     """
-    if not (isinstance(num_replicas, int) and num_replicas >= 1):
-        raise UsageError(
-            f"episode_batches: num_replicas = {num_replicas!r}; pass "
-            "strategy.num_replicas_in_sync (1 without a strategy)."
-        )
+    num_replicas = validate.positive_int(
+        num_replicas,
+        "episode_batches: num_replicas",
+        example="strategy.num_replicas_in_sync (1 without a strategy)",
+    )
 
     def copies(episode):
         return tf.nest.map_structure(
@@ -59,14 +61,6 @@ def episode_batches(episodes, num_replicas):
         )
 
     return episodes.map(copies)
-
-
-def _cross_entropy(y, logits):
-    """Per-example CE from logits: unscaled, unlike a Loss object
-    (docs/keras_notes.md §5)."""
-    return keras.losses.sparse_categorical_crossentropy(
-        y, logits, from_logits=True
-    )
 
 
 def _inner_index(model, inner_variables):
@@ -164,23 +158,22 @@ class ASB(
                 f"model {model.name!r} is not built; build it (call it on a "
                 "batch, or give it an Input) before wrapping it."
             )
-        if not (
-            isinstance(inner_learning_rate, (int, float))
-            and inner_learning_rate >= 0
-        ):
-            raise UsageError(
-                f"inner_learning_rate = {inner_learning_rate!r}; use a "
-                "non-negative number, e.g. 0.1 (Omniglot reference)."
-            )
+        name = type(self).__name__
+        inner_learning_rate = validate.non_negative_number(
+            inner_learning_rate,
+            f"{name}.inner_learning_rate",
+            example="0.1 (Omniglot reference)",
+        )
         if zap and "classifier" not in [layer.name for layer in model.layers]:
             raise UsageError(
                 f"zap=True but model {model.name!r} has no layer named "
                 "'classifier'; name its output Dense 'classifier'."
             )
-        if seed is not None and not isinstance(seed, int):
-            raise UsageError(f"seed = {seed!r}; use an int or None.")
+        seed = validate.seed(
+            seed, f"{name}.seed", none_means="a random zap stream"
+        )
         self.model = model
-        self.inner_learning_rate = float(inner_learning_rate)
+        self.inner_learning_rate = inner_learning_rate
         self.zap = bool(zap)
         self.zap_reset_bias = bool(zap_reset_bias)
         self.zap_reset_optimizer = bool(zap_reset_optimizer)
@@ -240,11 +233,16 @@ class ASB(
                 "labels), not episodes."
             )
         logits = self(x, training=False)
-        losses = ops.cast(_cross_entropy(y, logits), "float32")
+        per_example = ops.cast(
+            losses.per_example_cross_entropy(y, logits), "float32"
+        )
         hits = keras.metrics.sparse_categorical_accuracy(y, logits)
-        w = ops.ones_like(losses) if weight is None else weight
-        w = ops.reshape(ops.cast(w, "float32"), ops.shape(losses))
-        sums = [ops.sum(w * losses), ops.sum(w * ops.cast(hits, "float32"))]
+        w = ops.ones_like(per_example) if weight is None else weight
+        w = ops.reshape(ops.cast(w, "float32"), ops.shape(per_example))
+        sums = [
+            ops.sum(w * per_example),
+            ops.sum(w * ops.cast(hits, "float32")),
+        ]
         *sums, count = tf.distribute.get_replica_context().all_reduce(
             "SUM", sums + [ops.sum(w)]
         )
@@ -307,9 +305,9 @@ class ASB(
                     )
                 tape.watch(theta)
             logits, taps, _ = hooks.stateless_forward(self, theta, state_k, x)
-            share = ops.sum(_cross_entropy(y, logits)) / ops.cast(
-                total, logits.dtype
-            )
+            share = ops.sum(
+                losses.per_example_cross_entropy(y, logits)
+            ) / ops.cast(total, logits.dtype)
             scaled = self.optimizer.scale_loss(share)
         grads = tape.gradient(scaled, theta0 if self._meta else theta)
         if self._meta:
@@ -357,7 +355,9 @@ class ASB(
                     xs[i][None],
                     training=True,
                 )
-                loss = ops.mean(_cross_entropy(ys[i][None], logits))
+                loss = ops.mean(
+                    losses.per_example_cross_entropy(ys[i][None], logits)
+                )
             grads = tape.gradient(
                 loss, fast, unconnected_gradients=tf.UnconnectedGradients.ZERO
             )

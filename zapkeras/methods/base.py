@@ -32,6 +32,7 @@ import warnings
 import keras
 import numpy as np
 
+from zapkeras import validate
 from zapkeras.errors import UsageError
 from zapkeras.methods import hooks
 
@@ -59,20 +60,6 @@ def parse_every(every, owner, units=UNITS):
             f"(10, {units[0]!r})."
         )
     return int(count), unit
-
-
-def check_seed(seed, owner):
-    """`seed` as an int ≥ 0 or None; UsageError naming `owner`.seed."""
-    if seed is None:
-        return None
-    if isinstance(seed, bool) or not (
-        isinstance(seed, (int, np.integer)) and seed >= 0
-    ):
-        raise UsageError(
-            f"{owner}.seed = {seed!r}; use a non-negative integer (or None "
-            "for the run's seed)."
-        )
-    return int(seed)
 
 
 def deprecated_every(owner, every, old, value, unit, default):
@@ -143,7 +130,7 @@ class Method(keras.callbacks.Callback):
         super().__init__()
         owner = type(self).__name__
         self.every = None if every is None else parse_every(every, owner, units)
-        self.seed = check_seed(seed, owner)
+        self.seed = validate.seed(seed, f"{owner}.seed")
         self.target = None
         self._state = {}
         self._counters = {}
@@ -185,7 +172,7 @@ class Method(keras.callbacks.Callback):
                     f"{type(self).__name__}.use_run_seed after the method "
                     "built its state; call it before fit."
                 )
-            self.seed = check_seed(seed, type(self).__name__)
+            self.seed = validate.seed(seed, f"{type(self).__name__}.seed")
 
     def on_task_begin(self, task):
         """Called by the continual protocol before task `task` (0-based)."""

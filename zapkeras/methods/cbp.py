@@ -78,7 +78,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from zapkeras.errors import UsageError
+from zapkeras import validate
 from zapkeras.methods import base
 from zapkeras.methods import hooks
 from zapkeras.methods import inits
@@ -152,37 +152,46 @@ class ContinualBackprop(base.Method):
         layers=None,
     ):
         super().__init__(None, seed)
-        valid = {
-            "replacement_rate": 0.0 <= replacement_rate <= 1.0,
-            "maturity_threshold": maturity_threshold >= 0,
-            "decay_rate": 0.0 <= decay_rate < 1.0,
-            "utility": utility in UTILITIES,
-            "bias_correction": bias_correction in BIAS_CORRECTIONS,
-            "incoming_init": incoming_init in INCOMING_INITS,
-            "conv_form": conv_form in CONV_FORMS,
-        }
-        given = {
-            "replacement_rate": replacement_rate,
-            "maturity_threshold": maturity_threshold,
-            "decay_rate": decay_rate,
-            "utility": utility,
-            "bias_correction": bias_correction,
-            "incoming_init": incoming_init,
-            "conv_form": conv_form,
-        }
-        for setting, ok in valid.items():
-            if not ok:
-                raise UsageError(
-                    f"ContinualBackprop.{setting} = {given[setting]!r}; "
-                    + _HINTS[setting]
-                )
-        self.replacement_rate = float(replacement_rate)
-        self.maturity_threshold = maturity_threshold
-        self.decay_rate = float(decay_rate)
-        self.utility = utility
+        self.replacement_rate = validate.fraction(
+            replacement_rate,
+            "ContinualBackprop.replacement_rate",
+            example="1e-4",
+        )
+        self.maturity_threshold = validate.non_negative_int(
+            maturity_threshold,
+            "ContinualBackprop.maturity_threshold",
+            example=100,
+            note="It is a number of steps.",
+        )
+        self.decay_rate = validate.fraction(
+            decay_rate,
+            "ContinualBackprop.decay_rate",
+            high_open=True,
+            example="0.99 (the paper's)",
+        )
+        self.utility = validate.one_of(
+            utility, UTILITIES, "ContinualBackprop.utility"
+        )
+        bias_correction = validate.one_of(
+            bias_correction,
+            BIAS_CORRECTIONS,
+            "ContinualBackprop.bias_correction",
+            hint="use True, False or 'reference'.",
+        )
+        incoming_init = validate.one_of(
+            incoming_init,
+            INCOMING_INITS,
+            "ContinualBackprop.incoming_init",
+            hint="use 'kaiming' (the paper's code) or 'layer'.",
+        )
+        conv_form = validate.one_of(
+            conv_form,
+            CONV_FORMS,
+            "ContinualBackprop.conv_form",
+            hint="use 'reference' (ConvGnT, the paper's conv code) or "
+            "'units' (each channel treated as a Dense unit).",
+        )
         self.accumulate = accumulate
-        if bias_correction != "reference":
-            bias_correction = bool(bias_correction)
         self.bias_correction = bias_correction
         self.reset_optimizer = reset_optimizer
         self.incoming_init = incoming_init
@@ -345,17 +354,3 @@ class ContinualBackprop(base.Method):
         return inits.sample(
             distribution, kernel.shape, kernel.dtype, self.seed_generator
         )
-
-
-_HINTS = {
-    "replacement_rate": "use a fraction in [0, 1] (e.g. 1e-4).",
-    "maturity_threshold": "use a number of steps ≥ 0 (e.g. 100).",
-    "decay_rate": "use a value in [0, 1) (the paper's 0.99).",
-    "utility": "use 'contribution' or 'adaptable_contribution'.",
-    "bias_correction": "use True, False or 'reference'.",
-    "incoming_init": "use 'kaiming' (the paper's code) or 'layer'.",
-    "conv_form": (
-        "use 'reference' (ConvGnT, the paper's conv code) or 'units' "
-        "(each channel treated as a Dense unit)."
-    ),
-}

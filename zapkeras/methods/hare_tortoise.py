@@ -22,6 +22,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from zapkeras import validate
 from zapkeras.errors import UsageError
 from zapkeras.methods import base
 from zapkeras.methods import resets
@@ -31,11 +32,9 @@ KL_REDUCTIONS = ("batchmean", "reference")
 
 
 def _check_momentum(momentum, setting):
-    if not (isinstance(momentum, (int, float)) and 0.0 <= momentum < 1.0):
-        raise UsageError(
-            f"{setting} = {momentum!r}; use a number in [0, 1), e.g. 0.999 "
-            "(lee2024)."
-        )
+    return validate.fraction(
+        momentum, setting, high_open=True, example="0.999 (lee2024)"
+    )
 
 
 class ExponentialAverage:
@@ -46,8 +45,7 @@ class ExponentialAverage:
     """
 
     def __init__(self, model, momentum):
-        _check_momentum(momentum, "momentum")
-        self.momentum = float(momentum)
+        self.momentum = _check_momentum(momentum, "momentum")
         self.sources = list(model.weights)
         with model.distribute_strategy.scope():
             self.variables = [
@@ -147,14 +145,14 @@ class HareTortoise(base.Method):
             (10, "epochs"),
         )
         super().__init__(every)
-        _check_momentum(momentum, "HareTortoise.momentum")
-        if reset_schedule not in RESET_SCHEDULES:
-            raise UsageError(
-                f"HareTortoise.reset_schedule = {reset_schedule!r}; use "
-                "'reference' (after epochs 0, r, 2r, ...) or 'every' "
-                "(after every r epochs)."
-            )
-        self.momentum = float(momentum)
+        self.momentum = _check_momentum(momentum, "HareTortoise.momentum")
+        reset_schedule = validate.one_of(
+            reset_schedule,
+            RESET_SCHEDULES,
+            "HareTortoise.reset_schedule",
+            hint="use 'reference' (after epochs 0, r, 2r, ...) or 'every' "
+            "(after every r epochs).",
+        )
         self.reset = bool(reset)
         self.reset_schedule = reset_schedule
         self.phase = 1 if reset_schedule == "reference" else 0
@@ -279,26 +277,19 @@ class SelfDistillation(keras.Model):
                 "batch, or give it an Input) before wrapping it."
             )
         _check_momentum(teacher_momentum, "SelfDistillation.teacher_momentum")
-        for setting, value in (
-            ("weight", weight),
-            ("temperature", temperature),
-        ):
-            if not (isinstance(value, (int, float)) and value >= 0):
-                raise UsageError(
-                    f"SelfDistillation.{setting} = {value!r}; use a number "
-                    "≥ 0."
-                )
-        if temperature == 0:
-            raise UsageError("SelfDistillation.temperature must be > 0.")
-        if kl_reduction not in KL_REDUCTIONS:
-            raise UsageError(
-                f"SelfDistillation.kl_reduction = {kl_reduction!r}; use "
-                "'batchmean' or 'reference'."
-            )
+        self.weight = validate.non_negative_number(
+            weight, "SelfDistillation.weight", example=1.0
+        )
+        self.temperature = validate.positive_number(
+            temperature, "SelfDistillation.temperature", example=1.0
+        )
+        self.kl_reduction = validate.one_of(
+            kl_reduction,
+            KL_REDUCTIONS,
+            "SelfDistillation.kl_reduction",
+            hint="use 'batchmean' or 'reference'.",
+        )
         self.model = model
-        self.weight = float(weight)
-        self.temperature = float(temperature)
-        self.kl_reduction = kl_reduction
         self._teacher = ExponentialAverage(model, teacher_momentum)
         self.teacher_weights = self._teacher.variables
         self.distillation_tracker = keras.metrics.Mean("distillation_loss")

@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from zapkeras import compat
+from zapkeras import validate
 from zapkeras.errors import UsageError
 from zapkeras.methods import base
 from zapkeras.methods import hooks
@@ -87,17 +88,19 @@ class ReDo(base.Method):
                 "every=(1000, 'steps'), threshold=0.025)."
             )
         super().__init__(every, seed, units=("steps",))
-        if not threshold >= 0:
-            raise UsageError(
-                f"ReDo.threshold = {threshold!r}; use τ ≥ 0 (paper 0.025, "
-                "0 recycles only units that are exactly inactive)."
-            )
+        threshold = validate.non_negative_number(
+            threshold,
+            "ReDo.threshold",
+            example=0.025,
+            note="It is τ (paper 0.025; 0 recycles only units that are "
+            "exactly inactive).",
+        )
         if isinstance(statistics, str) and statistics != "batch":
             raise UsageError(
                 f"ReDo.statistics = {statistics!r}; use 'batch' or a fixed "
                 "batch of model inputs (e.g. 256 examples)."
             )
-        self.threshold = float(threshold)
+        self.threshold = threshold
         self.reset_optimizer = reset_optimizer
         self.reset_norms = bool(reset_norms)
         self.statistics = statistics

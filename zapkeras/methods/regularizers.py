@@ -22,7 +22,8 @@ Keras decays every trainable variable unless told otherwise
 import keras
 from keras import ops
 
-from zapkeras.errors import UsageError
+from zapkeras import losses
+from zapkeras import validate
 from zapkeras.methods.shrink_perturb import ShrinkAndPerturb
 
 SPECTRAL_FORMS = ("paper", "reference")
@@ -54,11 +55,9 @@ class RegenerativeL2(ShrinkAndPerturb):
     _lambda_limit = float("inf")
 
     def __init__(self, strength, *, initial_weights=None):
-        if not (isinstance(strength, (int, float)) and strength >= 0):
-            raise UsageError(
-                f"RegenerativeL2.strength = {strength!r}; use a number ≥ 0, "
-                "e.g. 0.01."
-            )
+        strength = validate.non_negative_number(
+            strength, "RegenerativeL2.strength", example=0.01
+        )
         super().__init__(
             interpolate_to="init",
             lambda_backbone=strength,
@@ -94,23 +93,22 @@ class SpectralDecoupling(keras.losses.Loss):
         reduction="sum_over_batch_size",
         dtype=None,
     ):
-        if not (isinstance(lam, (int, float)) and lam >= 0):
-            raise UsageError(
-                f"SpectralDecoupling.lam = {lam!r}; use a number ≥ 0."
-            )
-        if form not in SPECTRAL_FORMS:
-            raise UsageError(
-                f"SpectralDecoupling.form = {form!r}; use 'paper' (λ/2·"
-                "||z||²) or 'reference' (λ·mean_c z_c², the H&T repo)."
-            )
+        lam = validate.non_negative_number(
+            lam, "SpectralDecoupling.lam", example=0.01
+        )
+        form = validate.one_of(
+            form,
+            SPECTRAL_FORMS,
+            "SpectralDecoupling.form",
+            hint="use 'paper' (λ/2·||z||²) or 'reference' (λ·mean_c z_c², "
+            "the H&T repo).",
+        )
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.lam = float(lam)
+        self.lam = lam
         self.form = form
 
     def call(self, y_true, y_pred):
-        cross_entropy = keras.losses.sparse_categorical_crossentropy(
-            y_true, y_pred, from_logits=True
-        )
+        cross_entropy = losses.per_example_cross_entropy(y_true, y_pred)
         squares = ops.square(y_pred)
         if self.form == "paper":
             penalty = 0.5 * self.lam * ops.sum(squares, axis=-1)

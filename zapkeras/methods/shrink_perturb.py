@@ -29,6 +29,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from zapkeras import validate
 from zapkeras.errors import UsageError
 from zapkeras.methods import base
 from zapkeras.methods import initial_weights as init_lib
@@ -39,10 +40,10 @@ TARGETS = (None, "init", "noise")
 LEE2024_LAMBDA = 0.8
 
 
-def _check_fraction(value, setting, upper=1.0):
-    if not (isinstance(value, (int, float)) and 0.0 <= value <= upper):
-        bound = "a number ≥ 0" if upper == float("inf") else f"[0, {upper}]"
-        raise UsageError(f"{setting} = {value!r}; use a number in {bound}.")
+def _check_fraction(value, setting, upper=1.0, example=0.8):
+    """`value` as a float in [0, upper] (upper inf: ≥ 0)."""
+    high = None if upper == float("inf") else upper
+    return validate.number(value, setting, low=0, high=high, example=example)
 
 
 def _legacy_every(owner, every, every_n):
@@ -116,11 +117,12 @@ class ShrinkAndPerturb(base.Method):
         name = type(self).__name__
         every = _legacy_every(name, every, every_n)
         super().__init__(every, seed)
-        if interpolate_to not in TARGETS:
-            raise UsageError(
-                f"{name}.interpolate_to = {interpolate_to!r}; use None "
-                "(θ ← shrink·θ + noise), 'init' or 'noise'."
-            )
+        interpolate_to = validate.one_of(
+            interpolate_to,
+            TARGETS,
+            f"{name}.interpolate_to",
+            hint="use None (θ ← shrink·θ + noise), 'init' or 'noise'.",
+        )
         if interpolate_to is None:
             if lambda_backbone is not None or lambda_head is not None:
                 raise UsageError(
@@ -129,7 +131,9 @@ class ShrinkAndPerturb(base.Method):
                     "'noise', or use shrink= with interpolate_to=None."
                 )
             shrink = 1.0 if shrink is None else shrink
-            _check_fraction(shrink, f"{name}.shrink", float("inf"))
+            shrink = _check_fraction(
+                shrink, f"{name}.shrink", float("inf"), example=0.9
+            )
             self._coefficients = (shrink, shrink)
         else:
             if shrink is not None:
@@ -142,13 +146,17 @@ class ShrinkAndPerturb(base.Method):
                 lambda_backbone = LEE2024_LAMBDA
             if lambda_head is None:
                 lambda_head = lambda_backbone
-            for setting, value in (
-                ("lambda_backbone", lambda_backbone),
-                ("lambda_head", lambda_head),
-            ):
+            lambda_backbone, lambda_head = (
                 _check_fraction(value, f"{name}.{setting}", self._lambda_limit)
+                for setting, value in (
+                    ("lambda_backbone", lambda_backbone),
+                    ("lambda_head", lambda_head),
+                )
+            )
             self._coefficients = (lambda_backbone, lambda_head)
-        _check_fraction(noise_std, f"{name}.noise_std", float("inf"))
+        noise_std = _check_fraction(
+            noise_std, f"{name}.noise_std", float("inf"), example=0.01
+        )
         if initial_weights is not None and interpolate_to != "init":
             raise UsageError(
                 f"{name}.initial_weights is used only with "
@@ -160,7 +168,7 @@ class ShrinkAndPerturb(base.Method):
                 "interpolate_to='noise'."
             )
         self.shrink = shrink
-        self.noise_std = float(noise_std)
+        self.noise_std = noise_std
         self.interpolate_to = interpolate_to
         self.head = [head] if isinstance(head, str) else list(head)
         self.initial_weights = initial_weights

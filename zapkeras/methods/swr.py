@@ -27,6 +27,7 @@ zeroes the slots (e.g. Adam m and v) of exactly the reinitialised entries.
 import numpy as np
 import tensorflow as tf
 
+from zapkeras import validate
 from zapkeras.errors import UsageError
 from zapkeras.methods import base
 from zapkeras.methods import hooks
@@ -39,11 +40,7 @@ REINITS = ("resample", "mean")
 
 
 def _choose(setting, value, options):
-    if value not in options:
-        raise UsageError(
-            f"SelectiveWeightReinit.{setting} = {value!r}; use one of "
-            f"{', '.join(map(repr, options))}."
-        )
+    return validate.one_of(value, options, f"SelectiveWeightReinit.{setting}")
 
 
 def select(utility, pruning, factor, rng):
@@ -114,29 +111,37 @@ class SelectiveWeightReinit(base.Method):
                 "(reference: every=(2048, 'steps'), factor=1e-5)."
             )
         super().__init__(every, seed, units=("steps",))
-        _choose("utility", utility, UTILITIES)
-        _choose("pruning", pruning, PRUNINGS)
-        _choose("reinit", reinit, REINITS)
-        top = 1.0 if pruning == "proportional" else float("inf")
-        if not 0.0 <= factor <= top:
-            raise UsageError(
-                f"SelectiveWeightReinit.factor = {factor!r}; use a "
-                + (
-                    "fraction in [0, 1] for pruning='proportional'."
-                    if pruning == "proportional"
-                    else "non-negative number (e.g. 1e-5)."
-                )
+        utility = _choose("utility", utility, UTILITIES)
+        pruning = _choose("pruning", pruning, PRUNINGS)
+        reinit = _choose("reinit", reinit, REINITS)
+        if pruning == "proportional":
+            factor = validate.fraction(
+                factor,
+                "SelectiveWeightReinit.factor",
+                example=0.01,
+                note="For pruning='proportional' it is the fraction ρ of "
+                "each tensor's weights reinitialised.",
             )
-        if not 0.0 <= decay < 1.0:
-            raise UsageError(
-                f"SelectiveWeightReinit.decay = {decay!r}; use a value in "
-                "[0, 1) (0 = this step's utility, as the reference)."
+        else:
+            factor = validate.non_negative_number(
+                factor,
+                "SelectiveWeightReinit.factor",
+                example="1e-5",
+                note="Weights with utility ≤ factor · mean utility are "
+                "reinitialised.",
             )
-        self.factor = float(factor)
+        decay = validate.fraction(
+            decay,
+            "SelectiveWeightReinit.decay",
+            high_open=True,
+            example=0.0,
+            note="0 uses this step's utility, as the reference.",
+        )
+        self.factor = factor
         self.utility = utility
         self.pruning = pruning
         self.reinit = reinit
-        self.decay = float(decay)
+        self.decay = decay
         self.reset_optimizer = reset_optimizer
         self.init_distributions = init_distributions
         self.last_reinitialized = {}

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from zapkeras import validate
 from zapkeras.errors import UsageError
 from zapkeras.methods import base
 from zapkeras.methods import resets
@@ -21,12 +22,13 @@ STD_MODES = ("per_unit", "reference")
 
 
 def _check_std_mode(std_mode, setting):
-    if std_mode not in STD_MODES:
-        raise UsageError(
-            f"{setting} = {std_mode!r}; use 'per_unit' (std √(2/fan_in), the "
-            "paper) or 'reference' (√(2/(k·fan_in)) for k units zapped at "
-            "once, the reference code)."
-        )
+    return validate.one_of(
+        std_mode,
+        STD_MODES,
+        setting,
+        hint="use 'per_unit' (std √(2/fan_in), the paper) or 'reference' "
+        "(√(2/(k·fan_in)) for k units zapped at once, the reference code).",
+    )
 
 
 def zap(
@@ -70,9 +72,11 @@ def zap(
             "variable; zap a built Dense or convolution layer (build the "
             "model first)."
         )
-    _check_std_mode(std_mode, "zap std_mode")
-    if isinstance(seed, np.integer):
-        seed = int(seed)
+    std_mode = _check_std_mode(std_mode, "zap std_mode")
+    if not isinstance(seed, keras.random.SeedGenerator):
+        seed = validate.seed(
+            seed, "zap seed", none_means="Keras' global seed generator"
+        )
     *fan_in_dims, num_units = (int(d) for d in kernel.shape)
     indices = resets.resolve_units(units, num_units, f"zap({layer.name}).units")
     if isinstance(indices, np.ndarray) and indices.size == 0:
@@ -158,18 +162,18 @@ class Zapping(base.Method):
             (1, "epochs"),
         )
         super().__init__(every, seed)
-        if isinstance(fraction, bool) or not (
-            isinstance(fraction, (int, float)) and 0.0 < fraction <= 1.0
-        ):
-            raise UsageError(
-                f"Zapping.fraction = {fraction!r}; use a share of the output "
-                "units in (0, 1], e.g. 1.0 for all, 0.1 for 10 %."
-            )
-        _check_std_mode(std_mode, "Zapping.std_mode")
+        fraction = validate.fraction(
+            fraction,
+            "Zapping.fraction",
+            low_open=True,
+            example=1.0,
+            note="It is the share of the output units zapped: 1.0 for all, "
+            "0.1 for 10 %.",
+        )
         self.layer = layer
         self.fraction = fraction
         self.units = units
-        self.std_mode = std_mode
+        self.std_mode = _check_std_mode(std_mode, "Zapping.std_mode")
         self.reset_bias = reset_bias
         self.reset_optimizer = reset_optimizer
         self.history = []

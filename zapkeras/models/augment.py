@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 import gin
-from zapkeras.errors import UsageError
+from zapkeras import validate
 
 KINDS = ("crop_flip", "none")
 PADDING_MODES = {"zeros": "CONSTANT", "reflect": "REFLECT"}
@@ -111,21 +111,27 @@ def augmentation(
     stage.variables]` resumes the stream exactly (the Pipeline itself is
     not tracked by tf.train.Checkpoint).
     """
-    if kind not in KINDS:
-        raise UsageError(
-            f"augmentation.kind = {kind!r}; use 'crop_flip' or 'none'."
-        )
-    if padding_mode not in PADDING_MODES:
-        raise UsageError(
-            f"augmentation.padding_mode = {padding_mode!r}; use 'zeros' "
-            "(H&T) or 'reflect' (the SWR ViT)."
-        )
-    if padding < 0 or not 0 <= rotation <= 180:
-        raise UsageError(
-            f"augmentation.padding = {padding!r}, augmentation.rotation = "
-            f"{rotation!r}; use padding ≥ 0 and a rotation in [0, 180] "
-            "degrees."
-        )
+    kind = validate.one_of(kind, KINDS, "augmentation.kind")
+    padding_mode = validate.one_of(
+        padding_mode,
+        tuple(PADDING_MODES),
+        "augmentation.padding_mode",
+        hint="use 'zeros' (H&T) or 'reflect' (the SWR ViT).",
+    )
+    padding = validate.non_negative_int(
+        padding, "augmentation.padding", example=4
+    )
+    rotation = validate.number(
+        rotation,
+        "augmentation.rotation",
+        low=0,
+        high=180,
+        example=15,
+        note="It is the largest angle in degrees.",
+    )
+    seed = validate.seed(
+        seed, "augmentation.seed", none_means="Keras' global seed generator"
+    )
     if kind == "none":
         return keras.layers.Identity(name="augmentation")
     seeds = [None] * 3

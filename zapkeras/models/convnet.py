@@ -12,7 +12,7 @@ then a linear classifier on the flattened features:
 import keras
 
 import gin
-from zapkeras.errors import UsageError
+from zapkeras import validate
 from zapkeras.models import layers
 
 # image size -> (padding, whether each block ends with a max-pool)
@@ -34,17 +34,21 @@ def frati_convnet(
     Layers are named conv<i>, norm<i>, relu<i>, pool<i>, `features` (the
     flattened output) and `classifier` (the logits).
     """
-    if image_size not in _LAYOUTS:
-        raise UsageError(
-            f"IMAGE_SIZE = {image_size!r}; frati_convnet supports 28 "
-            "(Omniglot) or 84 (Mini-ImageNet, Omni-image) pixels."
-        )
-    if width < 1 or num_classes < 1:
-        raise UsageError(
-            f"WIDTH = {width!r}, num_classes = {num_classes!r}; both must be "
-            "positive integers."
-        )
-    layers.check_init(init, "frati_convnet.init")
+    image_size = validate.one_of(
+        image_size,
+        tuple(_LAYOUTS),
+        "IMAGE_SIZE",
+        hint="frati_convnet supports 28 (Omniglot) or 84 (Mini-ImageNet, "
+        "Omni-image) pixels.",
+    )
+    width = validate.positive_int(width, "WIDTH", example=256)
+    num_classes = validate.positive_int(
+        num_classes, "frati_convnet.num_classes", example=964
+    )
+    channels = validate.positive_int(
+        channels, "frati_convnet.channels", example=1
+    )
+    init = layers.check_init(init, "frati_convnet.init")
     padding, pools = _LAYOUTS[image_size]
     inputs = keras.Input((image_size, image_size, channels), name="images")
     x = conv_blocks(inputs, width, pools, padding=padding, init=init)

@@ -12,6 +12,7 @@ import math
 import keras
 from keras import ops
 
+from zapkeras import validate
 from zapkeras.errors import UsageError
 
 INITS = ("reference", "keras")
@@ -123,6 +124,7 @@ def units_before(kind, width, setting):
     heads and the SWR network halve the layer, keeping the next fan-in at w:
     lee2024 "reducing the parameter count by half in each hidden layer").
     """
+    width = validate.positive_int(width, setting, example=256)
     if kind != "crelu":
         return width
     if width % 2:
@@ -134,12 +136,14 @@ def units_before(kind, width, setting):
 
 
 def check_init(init, setting):
-    """Raises UsageError unless `init` is one of INITS."""
-    if init not in INITS:
-        raise UsageError(
-            f"{setting} = {init!r}; use 'reference' (the PyTorch init of "
-            "the paper's code) or 'keras' (Keras defaults)."
-        )
+    """`init` if it is one of INITS; UsageError naming `setting` if not."""
+    return validate.one_of(
+        init,
+        INITS,
+        setting,
+        hint="use 'reference' (the PyTorch init of the paper's code) or "
+        "'keras' (Keras defaults).",
+    )
 
 
 def kaiming_normal():

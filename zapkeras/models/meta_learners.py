@@ -21,7 +21,7 @@ import math
 import keras
 
 import gin
-from zapkeras.errors import UsageError
+from zapkeras import validate
 from zapkeras.models import layers
 from zapkeras.models.convnet import conv_blocks
 from zapkeras.models.convnet import conv_init
@@ -31,17 +31,19 @@ OML_INNER = ("pln_", "classifier")
 
 
 def _check(image_size, width, num_classes, init, supported, name):
-    if image_size not in supported:
-        raise UsageError(
-            f"IMAGE_SIZE = {image_size!r}; {name} supports "
-            f"{' or '.join(map(str, supported))} pixels."
-        )
-    if width < 1 or num_classes < 1:
-        raise UsageError(
-            f"WIDTH = {width!r}, num_classes = {num_classes!r}; both must be "
-            "positive integers."
-        )
-    layers.check_init(init, f"{name}.init")
+    """(image_size, width, num_classes, init) checked and normalised."""
+    return (
+        validate.one_of(
+            image_size,
+            supported,
+            "IMAGE_SIZE",
+            hint=f"{name} supports {' or '.join(map(str, supported))} "
+            "pixels.",
+        ),
+        validate.positive_int(width, "WIDTH", example=256),
+        validate.positive_int(num_classes, f"{name}.num_classes", example=964),
+        layers.check_init(init, f"{name}.init"),
+    )
 
 
 @gin.configurable
@@ -60,7 +62,10 @@ def anml(
     Layers: rln_* (RLN), nm_* (NM, its gate `nm_gate`), `features` (the
     gated features) and `classifier`; inner-loop prefixes `ANML_INNER`.
     """
-    _check(image_size, width, num_classes, init, (28,), "anml")
+    image_size, width, num_classes, init = _check(
+        image_size, width, num_classes, init, (28,), "anml"
+    )
+    nm_width = validate.positive_int(nm_width, "anml.nm_width", example=112)
     inputs = keras.Input((image_size, image_size, channels), name="images")
     rln = conv_blocks(
         inputs, width, (True, True, False), init=init, prefix="rln_"
@@ -91,7 +96,10 @@ def oml(
     Layers: rln_conv<i>, `features`, `pln_dense`, `classifier`;
     inner-loop prefixes `OML_INNER`.
     """
-    _check(image_size, width, num_classes, init, (84,), "oml")
+    image_size, width, num_classes, init = _check(
+        image_size, width, num_classes, init, (84,), "oml"
+    )
+    hidden = validate.positive_int(hidden, "oml.hidden", example=1024)
     inputs = keras.Input((image_size, image_size, channels), name="images")
     x = inputs
     for i, stride in enumerate((2, 1, 2, 1, 2, 2)):

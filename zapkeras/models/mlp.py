@@ -12,7 +12,7 @@ reference repos do; the next layer's fan-in is then twice the units before.
 import keras
 
 import gin
-from zapkeras.errors import UsageError
+from zapkeras import validate
 from zapkeras.models import layers
 
 LAYER_NORMS = (None, "pre", "post", "reparam")
@@ -46,17 +46,18 @@ def mlp(
     biases, as the reference code does; init="keras" keeps Keras' defaults
     (Glorot-uniform kernels).
     """
-    if layer_norm not in LAYER_NORMS:
-        raise UsageError(
-            f"LAYER_NORM = {layer_norm!r}; use None, 'pre', 'post' or "
-            "'reparam'."
-        )
-    if width < 1 or depth < 0:
-        raise UsageError(
-            f"WIDTH = {width!r}, mlp.depth = {depth!r}; the width must be "
-            "positive and the depth non-negative."
-        )
-    layers.check_init(init, "mlp.init")
+    layer_norm = validate.one_of(
+        layer_norm,
+        LAYER_NORMS,
+        "LAYER_NORM",
+        hint="use None, 'pre', 'post' or 'reparam'.",
+    )
+    width = validate.positive_int(width, "WIDTH", example=100)
+    depth = validate.non_negative_int(depth, "mlp.depth", example=2)
+    num_classes = validate.positive_int(
+        num_classes, "mlp.num_classes", example=10
+    )
+    init = layers.check_init(init, "mlp.init")
     hidden_units = layers.units_before(activation, width, "WIDTH")
 
     def dense(units, name):

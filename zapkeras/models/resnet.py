@@ -21,6 +21,7 @@ padding=1 does (Keras' 'same' would pad only bottom/right on even maps).
 import keras
 
 import gin
+from zapkeras import validate
 from zapkeras.errors import UsageError
 from zapkeras.models import layers
 
@@ -110,22 +111,29 @@ def resnet18(
     `_basic_block`; 0-based, projection shortcuts end in `_shortcut`);
     `pool` (global average); head_dense, head_act; `classifier`.
     """
-    if head not in HEADS:
-        raise UsageError(
-            f"resnet18.head = {head!r}; use 'linear' or 'gap_mlp' (H&T)."
-        )
-    if width < 1 or len(blocks) != 4 or min(blocks) < 1:
-        raise UsageError(
-            f"resnet18.width = {width!r}, resnet18.blocks = {blocks!r}; the "
-            "width must be positive and blocks four positive counts (one "
-            "per stage, e.g. (2, 2, 2, 2))."
-        )
+    head = validate.one_of(
+        head, HEADS, "resnet18.head", hint="use 'linear' or 'gap_mlp' (H&T)."
+    )
+    width = validate.positive_int(width, "resnet18.width", example=64)
+    blocks = validate.positive_ints(
+        blocks,
+        "resnet18.blocks",
+        length=4,
+        example=(2, 2, 2, 2),
+        note="They are the BasicBlocks of each stage.",
+    )
+    input_shape = validate.positive_ints(
+        input_shape, "resnet18.input_shape", length=3, example=(32, 32, 3)
+    )
+    num_classes = validate.positive_int(
+        num_classes, "resnet18.num_classes", example=100
+    )
     if head == "linear" and head_activation != "relu":
         raise UsageError(
             f"resnet18.head_activation = {head_activation!r} with the linear "
             "head, which has no hidden layer; use head='gap_mlp'."
         )
-    layers.check_init(init, "resnet18.init")
+    init = layers.check_init(init, "resnet18.init")
     inputs = keras.Input(tuple(input_shape), name="images")
     x = _conv(inputs, width, 3, 1, init, "stem_conv")
     x = layers.batch_norm("stem_bn")(x)

@@ -25,6 +25,7 @@ and eps in both.
 import keras
 
 import gin
+from zapkeras import validate
 from zapkeras.errors import UsageError
 from zapkeras.models import layers
 
@@ -75,18 +76,27 @@ def vgg16(
     group), pool<g>; `adaptive_pool` (frati); `features` (the flattened
     map); head_dense<k>, head_act<k>; `classifier`.
     """
-    if style not in STYLES:
-        raise UsageError(
-            f"vgg16.style = {style!r}; use 'frati' (adaptive 7×7 pool, "
-            "frati2024) or 'cifar' (flatten + MLP head, lee2024)."
-        )
+    style = validate.one_of(
+        style,
+        STYLES,
+        "vgg16.style",
+        hint="use 'frati' (adaptive 7×7 pool, frati2024) or 'cifar' "
+        "(flatten + MLP head, lee2024).",
+    )
+    input_shape = validate.positive_ints(
+        input_shape, "vgg16.input_shape", length=3, example=(84, 84, 3)
+    )
     if min(input_shape[:2]) < 32:
         raise UsageError(
-            f"vgg16.input_shape = {tuple(input_shape)}; VGG-16 halves the "
+            f"vgg16.input_shape = {input_shape}; VGG-16 halves the "
             "image five times, so height and width must be at least 32."
         )
-    layers.check_init(init, "vgg16.init")
+    num_classes = validate.positive_int(
+        num_classes, "vgg16.num_classes", example=100
+    )
+    init = layers.check_init(init, "vgg16.init")
     hidden = _DEFAULT_HIDDEN[style] if hidden is None else hidden
+    hidden = validate.positive_ints(hidden, "vgg16.hidden", example=(1024,))
     hidden_units = [
         layers.units_before(head_activation, width, "vgg16.hidden")
         for width in hidden

@@ -37,6 +37,7 @@ import keras
 from keras import ops
 
 import gin
+from zapkeras import validate
 from zapkeras.errors import UsageError
 from zapkeras.models import layers
 
@@ -181,30 +182,37 @@ def _reference_init(preset, role, fan_in):
     return {"kernel_initializer": "zeros", **zeros}  # the classifier
 
 
-def _check(preset, layer_norm, pool, image_size, patch_size, sizes):
-    if preset not in PRESETS:
-        raise UsageError(
-            f"vit.preset = {preset!r}; use 'hare_tortoise' (lee2024 "
-            "ViT-Tiny) or 'swr' (hernandez-garcia2025)."
-        )
-    if layer_norm not in LAYER_NORMS:
-        raise UsageError(
-            f"vit.layer_norm = {layer_norm!r}; use 'standard' or 'reparam' "
-            "(x̂·(1 + γ) + β, hernandez-garcia2025 §5)."
-        )
-    if pool not in POOLS:
-        raise UsageError(f"vit.pool = {pool!r}; use 'cls' or 'mean'.")
-    if patch_size < 1 or image_size % patch_size:
+def _check_preset(preset):
+    return validate.one_of(
+        preset,
+        tuple(PRESETS),
+        "vit.preset",
+        hint="use 'hare_tortoise' (lee2024 ViT-Tiny) or 'swr' "
+        "(hernandez-garcia2025).",
+    )
+
+
+def _check(layer_norm, pool, image_size, patch_size, sizes):
+    validate.one_of(
+        layer_norm,
+        LAYER_NORMS,
+        "vit.layer_norm",
+        hint="use 'standard' or 'reparam' (x̂·(1 + γ) + β, "
+        "hernandez-garcia2025 §5).",
+    )
+    validate.one_of(pool, POOLS, "vit.pool")
+    validate.positive_int(image_size, "vit.image_size", example=32)
+    validate.positive_int(patch_size, "vit.patch_size", example=4)
+    if image_size % patch_size:
         raise UsageError(
             f"vit.image_size = {image_size}, vit.patch_size = {patch_size}; "
             "the patch size must divide the image size."
         )
     dim, depth, heads, mlp_dim = sizes
-    if min(dim, heads, mlp_dim) < 1 or depth < 0:
-        raise UsageError(
-            f"vit.dim = {dim}, vit.depth = {depth}, vit.heads = {heads}, "
-            f"vit.mlp_dim = {mlp_dim}; use positive sizes (depth ≥ 0)."
-        )
+    validate.positive_int(dim, "vit.dim", example=192)
+    validate.non_negative_int(depth, "vit.depth", example=12)
+    validate.positive_int(heads, "vit.heads", example=3)
+    validate.positive_int(mlp_dim, "vit.mlp_dim", example=768)
     if dim % heads:
         raise UsageError(
             f"vit.dim = {dim}, vit.heads = {heads}; dim must be a multiple "
@@ -255,14 +263,21 @@ def vit(
     _mlp_dropout1, _mlp2, _mlp_dropout2, _mlp_add; final_norm, pool,
     classifier.
     """
-    defaults = PRESETS.get(preset, PRESETS["hare_tortoise"])
+    preset = _check_preset(preset)
+    defaults = PRESETS[preset]
     dim = defaults["dim"] if dim is None else dim
     depth = defaults["depth"] if depth is None else depth
     heads = defaults["heads"] if heads is None else heads
     mlp_dim = defaults["mlp_dim"] if mlp_dim is None else mlp_dim
     sizes = (dim, depth, heads, mlp_dim)
-    _check(preset, layer_norm, pool, image_size, patch_size, sizes)
-    layers.check_init(init, "vit.init")
+    _check(layer_norm, pool, image_size, patch_size, sizes)
+    num_classes = validate.positive_int(
+        num_classes, "vit.num_classes", example=100
+    )
+    channels = validate.positive_int(channels, "vit.channels", example=3)
+    for setting, rate in (("dropout", dropout), ("emb_dropout", emb_dropout)):
+        validate.fraction(rate, f"vit.{setting}", high_open=True, example=0.1)
+    init = layers.check_init(init, "vit.init")
     if layer_norm_epsilon is None:
         reparam_swr = preset == "swr" and layer_norm == "reparam"
         layer_norm_epsilon = 1e-6 if reparam_swr else 1e-5

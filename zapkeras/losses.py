@@ -1,0 +1,21 @@
+"""Losses computed by hand, where a Keras `Loss` object would not do.
+
+A Keras `Loss` in a distribution strategy's replica context divides its
+mean by the number of replicas (docs/keras_notes.md §5), which suits
+`compile` but not a loss that a train step reduces and scales itself.
+"""
+
+import keras
+
+
+def per_example_cross_entropy(y, logits):
+    """Sparse categorical cross-entropy from logits, one value per example.
+
+    `y` holds integer class labels of shape [B] and `logits` [B, classes];
+    the result has shape [B], unreduced and unscaled (not pre-divided by
+    the number of replicas, unlike a Keras `Loss` object), so the caller
+    chooses the mean, sum or weighting.
+    """
+    return keras.losses.sparse_categorical_crossentropy(
+        y, logits, from_logits=True
+    )
