@@ -36,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 import gin
+from zapkeras import validate
 from zapkeras.errors import UsageError
 from zapkeras.methods import base
 from zapkeras.outputs import console
@@ -339,10 +340,10 @@ class ContinualLearning(protocol_base.Protocol):
             ("eval_batch_size", eval_batch_size),
             ("checkpoint_every_epochs", checkpoint_every_epochs),
         ):
-            if value < 1:
-                raise UsageError(
-                    f"continual_learning.{name} = {value!r}; use at least 1."
-                )
+            validate.positive_int(value, f"continual_learning.{name}")
+        validate.non_negative_number(
+            dormant_threshold, "continual_learning.dormant_threshold"
+        )
         task_training.check_schedule(
             learning_rate, lr_schedule, warmup_fraction
         )

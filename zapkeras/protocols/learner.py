@@ -19,17 +19,11 @@ import tensorflow as tf
 from keras import ops
 
 from zapkeras import models
+from zapkeras.losses import per_example_cross_entropy
 from zapkeras.methods import zapping
 from zapkeras.methods.resets import optimizer_slots
 
 _EVAL_BATCH = 512
-
-
-def _cross_entropy(y, logits):
-    """Per-example CE, not pre-divided by replicas (unlike a Loss object)."""
-    return keras.losses.sparse_categorical_crossentropy(
-        y, logits, from_logits=True
-    )
 
 
 def _adam_slots(optimizer, variables):
@@ -182,7 +176,9 @@ class TransferLearner:
             xb = x[start : start + batch_size]
             yb = y[start : start + batch_size]
             with tf.GradientTape() as tape:
-                loss = ops.mean(_cross_entropy(yb, self._forward(xb)))
+                loss = ops.mean(
+                    per_example_cross_entropy(yb, self._forward(xb))
+                )
             grads = tape.gradient(loss, self.variables)
             if self._adam_slots:
                 _fused_adam_step(self.optimizer, self._adam_slots, grads)
@@ -199,7 +195,7 @@ class TransferLearner:
         logits = self._forward(x)
         predicted = tf.argmax(logits, -1, output_type=tf.int32)
         correct = tf.cast(tf.equal(predicted, y), tf.float32)
-        return correct, _cross_entropy(y, logits)
+        return correct, per_example_cross_entropy(y, logits)
 
     def per_class(self, x, labels, classes):
         """(accuracy, mean loss) of each class in `classes`, in that order."""

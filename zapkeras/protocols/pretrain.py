@@ -12,6 +12,7 @@ import keras
 
 import gin
 from zapkeras import data as data_lib
+from zapkeras import validate
 from zapkeras.errors import UsageError
 from zapkeras.methods import base
 from zapkeras.outputs import checkpoints
@@ -22,11 +23,6 @@ from zapkeras.protocols import base as protocol_base
 
 def _columns(result):
     return {"pretrain val acc": f"{result['val_accuracy']:.3f}"}
-
-
-def _check_positive(name, value):
-    if value <= 0:
-        raise UsageError(f"{name} = {value!r}; it must be positive.")
 
 
 @gin.configurable("iid_pretraining")
@@ -54,13 +50,20 @@ class IidPretraining(protocol_base.Protocol):
         callbacks=(),
         log_every_n_steps=10,
     ):
-        _check_positive("iid_pretraining.epochs", epochs)
-        _check_positive("iid_pretraining.batch_size", batch_size)
-        _check_positive("iid_pretraining.learning_rate", learning_rate)
-        self.epochs, self.batch_size = epochs, batch_size
-        self.learning_rate, self.optimizer = learning_rate, optimizer
+        self.epochs = validate.positive_int(
+            epochs, "iid_pretraining.epochs (PRETRAIN_EPOCHS)", example=10
+        )
+        self.batch_size = validate.positive_int(
+            batch_size, "iid_pretraining.batch_size", example=256
+        )
+        self.learning_rate = validate.positive_number(
+            learning_rate, "iid_pretraining.learning_rate", example=1e-3
+        )
+        self.log_every_n_steps = validate.positive_int(
+            log_every_n_steps, "iid_pretraining.log_every_n_steps"
+        )
+        self.optimizer = optimizer
         self.zapping, self.callbacks = zapping, tuple(callbacks)
-        self.log_every_n_steps = log_every_n_steps
 
     def columns(self, result):
         return _columns(result)
@@ -208,24 +211,30 @@ class AsbPretraining(protocol_base.Protocol):
         zap_reset_optimizer=False,
         callbacks=(),
     ):
-        for name, value in (
-            ("asb_pretraining.episodes (PRETRAIN_EPISODES)", episodes),
-            ("asb_pretraining.episodes_per_epoch", episodes_per_epoch),
-            ("asb_pretraining.learning_rate", learning_rate),
-            ("asb_pretraining.inner_steps (K)", inner_steps),
-        ):
-            _check_positive(name, value)
-        if inner_learning_rate < 0:
-            raise UsageError(
-                "asb_pretraining.inner_learning_rate = "
-                f"{inner_learning_rate!r}; use a non-negative rate, e.g. "
-                "0.1 (Omniglot reference)."
-            )
+        setting = "asb_pretraining."
+        self.episodes = validate.positive_int(
+            episodes, setting + "episodes (PRETRAIN_EPISODES)", example=9000
+        )
+        self.episodes_per_epoch = validate.positive_int(
+            episodes_per_epoch, setting + "episodes_per_epoch", example=500
+        )
+        self.learning_rate = validate.positive_number(
+            learning_rate, setting + "learning_rate", example=1e-3
+        )
+        self.inner_steps = validate.positive_int(
+            inner_steps, setting + "inner_steps (K)", example=20
+        )
+        self.remember = validate.non_negative_int(
+            remember, setting + "remember (R)", example=64
+        )
+        self.inner_learning_rate = validate.non_negative_number(
+            inner_learning_rate,
+            setting + "inner_learning_rate",
+            example=0.1,
+            note="(Omniglot reference)",
+        )
         self.meta, self.zap, self.first_order = meta, zap, first_order
-        self.episodes, self.episodes_per_epoch = episodes, episodes_per_epoch
-        self.inner_steps, self.remember = inner_steps, remember
-        self.inner_learning_rate = inner_learning_rate
-        self.learning_rate, self.optimizer = learning_rate, optimizer
+        self.optimizer = optimizer
         self.inner_layers = inner_layers
         self.zap_reset_bias = zap_reset_bias
         self.zap_reset_optimizer = zap_reset_optimizer

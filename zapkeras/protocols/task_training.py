@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from zapkeras import validate
 from zapkeras.errors import UsageError
 
 _NEG = -1e9
@@ -111,17 +112,11 @@ SCHEDULES = ("constant", "warmup", "one_cycle")
 
 def check_schedule(learning_rate, kind, warmup_fraction):
     """UsageError unless the continual schedule settings are valid."""
-    if kind not in SCHEDULES:
-        raise UsageError(
-            f"continual_learning.lr_schedule = {kind!r}; use one of "
-            f"{', '.join(SCHEDULES)}."
-        )
-    if learning_rate <= 0 or not 0 <= warmup_fraction <= 1:
-        raise UsageError(
-            f"continual_learning.learning_rate = {learning_rate}, "
-            f"warmup_fraction = {warmup_fraction}; the rate must be "
-            "positive and the fraction in [0, 1]."
-        )
+    validate.one_of(kind, SCHEDULES, "continual_learning.lr_schedule")
+    validate.positive_number(
+        learning_rate, "continual_learning.learning_rate", example=0.05
+    )
+    validate.fraction(warmup_fraction, "continual_learning.warmup_fraction")
 
 
 @keras.saving.register_keras_serializable(package="zapkeras")

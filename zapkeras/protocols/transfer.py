@@ -28,6 +28,7 @@ import numpy as np
 
 import gin
 from zapkeras import data as data_lib
+from zapkeras import validate
 from zapkeras.errors import UsageError
 from zapkeras.outputs import console
 from zapkeras.outputs import files
@@ -178,23 +179,18 @@ class _Sweep(protocol_base.Protocol):
         optimizer,
         **positive,
     ):
-        if not learning_rates or min(learning_rates) <= 0:
-            raise UsageError(
-                f"TRANSFER_LRS = {learning_rates!r}; give one or more "
-                "positive learning rates, e.g. (1e-3, 4e-4)."
-            )
-        if runs < 1:
-            raise UsageError(
-                f"TRANSFER_RUNS = {runs!r}; it must be at least 1."
-            )
+        self.learning_rates = validate.learning_rates(
+            learning_rates, "TRANSFER_LRS", example=(1e-3, 4e-4)
+        )
+        self.runs = validate.positive_int(runs, "TRANSFER_RUNS", example=10)
+        self.classes = validate.positive_int(
+            classes, "TRANSFER_CLASSES", example=600
+        )
+        self.train_per_class = validate.positive_int(
+            train_per_class, f"{self.name}_transfer.train_per_class"
+        )
         for setting, value in positive.items():
-            if value < 1:
-                raise UsageError(
-                    f"{self.name}_transfer.{setting} = {value!r}; it must "
-                    "be at least 1."
-                )
-        self.learning_rates, self.runs = learning_rates, runs
-        self.classes, self.train_per_class = classes, train_per_class
+            validate.positive_int(value, f"{self.name}_transfer.{setting}")
         self.linear_probe, self.optimizer = linear_probe, optimizer
         self.best_curve = None
 

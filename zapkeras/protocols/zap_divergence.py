@@ -17,7 +17,7 @@ from keras import ops
 
 import gin
 from zapkeras import data as data_lib
-from zapkeras.errors import UsageError
+from zapkeras import validate
 from zapkeras.methods import zapping
 from zapkeras.outputs import plots
 from zapkeras.protocols import base as protocol_base
@@ -95,14 +95,16 @@ class ZapDivergence(protocol_base.Protocol):
         batch_size=256,
         optimizer=keras.optimizers.Adam,
     ):
-        if steps < 1 or batch_size < 1 or min(learning_rates, default=0) <= 0:
-            raise UsageError(
-                "zap_divergence.steps and .batch_size must be ≥ 1 and "
-                f".learning_rates positive; got {steps}, {batch_size}, "
-                f"{learning_rates!r}."
-            )
-        self.learning_rates, self.steps = learning_rates, steps
-        self.batch_size, self.optimizer = batch_size, optimizer
+        self.learning_rates = validate.learning_rates(
+            learning_rates, "zap_divergence.learning_rates", example=(1e-3,)
+        )
+        self.steps = validate.positive_int(
+            steps, "zap_divergence.steps", example=100
+        )
+        self.batch_size = validate.positive_int(
+            batch_size, "zap_divergence.batch_size", example=256
+        )
+        self.optimizer = optimizer
 
     def __call__(self, model, data, context):
         arrays, final = {}, {}

@@ -14,6 +14,7 @@ import os
 
 import gin
 from zapkeras import data as data_lib
+from zapkeras import validate
 from zapkeras.errors import UsageError
 from zapkeras.outputs import console
 from zapkeras.outputs import tensorboard
@@ -87,8 +88,14 @@ class TransferRunner(base.Runner):
     ):
         super().__init__(output_dir, data_dir, seed, strategy, experiment)
         self.model_fn = model_fn
+        if head_outputs is not None:
+            validate.positive_int(
+                head_outputs, "TransferRunner.head_outputs", example=1000
+            )
         self.head_outputs = head_outputs
-        self.train_per_class = train_per_class
+        self.train_per_class = validate.positive_int(
+            train_per_class, "TransferRunner.train_per_class", example=15
+        )
         self.pretraining = pretraining
         self.transfers = transfers or {"sequential": SequentialTransfer}
         self.analyses = analyses or {}
