@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from zapkeras.data import warm_start
-from zapkeras.data.sources import LabeledImages
+from zapkeras.data.types import LabeledImages
 from zapkeras.errors import UsageError
 
 

@@ -17,15 +17,14 @@ Every random choice is a function of (seed, task[, epoch or step]), so a
 run resumed at any epoch sees the data an uninterrupted run would have.
 """
 
-import dataclasses
-
 import numpy as np
 import tensorflow as tf
 
 import gin
-from zapkeras.data import sources
 from zapkeras.data import streams
 from zapkeras.data.continual_sources import continual_dataset
+from zapkeras.data.types import LabeledImages
+from zapkeras.data.types import Phase
 from zapkeras.errors import UsageError
 
 __all__ = [
@@ -48,16 +47,6 @@ def task_rng(seed, stream, *index):
 
 def _key(seed, step):
     return tf.stack([tf.constant(seed, tf.int64), tf.cast(step, tf.int64)])
-
-
-@dataclasses.dataclass(frozen=True)
-class Phase:
-    """One task's training data: examples `index` of the train images with
-    (possibly noisy) `labels`, trained for `epochs` epochs."""
-
-    index: np.ndarray
-    labels: np.ndarray
-    epochs: int
 
 
 class Problem:
@@ -337,7 +326,7 @@ def _relabel(data, order):
     """Class order[k] becomes label k; images are shared, not copied."""
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
-    return sources.LabeledImages(
+    return LabeledImages(
         images=data.images,
         labels=rank[data.labels].astype(np.int32),
         class_names=tuple(data.class_names[c] for c in order),
@@ -353,12 +342,4 @@ def _holdout(data, fraction, seed):
         out[task_rng(seed, _HOLDOUT, c).choice(members, k, replace=False)] = (
             True
         )
-    return _take(data, out), _take(data, ~out)
-
-
-def _take(data, keep):
-    return sources.LabeledImages(
-        images=data.images[keep],
-        labels=data.labels[keep],
-        class_names=data.class_names,
-    )
+    return data.take(out), data.take(~out)

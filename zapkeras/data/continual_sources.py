@@ -5,8 +5,9 @@ set, not pretraining/transfer class sets. A tfds dataset prepared under
 `data_dir` with 'train' and 'test' splits keeps its official split (MNIST
 60 000 / 10 000, CIFAR); otherwise every class of the dataset (for
 'embedded' and 'omniglot' both of their class sets) is split per class
-with a seeded shuffle. Nothing is downloaded: sources.py's loaders fail
-with the paths searched.
+with a seeded shuffle. The dataset is looked up by name in
+zapkeras.data.registry, as for `load_class_sets`. Nothing is downloaded:
+the loaders fail with the paths searched.
 """
 
 import dataclasses
@@ -17,7 +18,10 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import gin
-from zapkeras.data import sources
+from zapkeras.data import registry
+from zapkeras.data.files import to_float
+from zapkeras.data.types import ClassSets
+from zapkeras.data.types import LabeledImages
 from zapkeras.errors import UsageError
 
 # Random streams, disjoint from those of continual.py (0-6).
@@ -50,6 +54,11 @@ def continual_dataset(
         glyphs) to have MNIST's dark background: permuted tasks and MLPs
         whose inputs are mostly 1 start with saturated units.
     """
+    if image_size < 1:
+        raise UsageError(
+            f"continual_dataset.image_size = {image_size}; use a positive "
+            "number of pixels, e.g. 28."
+        )
     if not 0 < test_fraction < 1:
         raise UsageError(
             f"continual_dataset.test_fraction = {test_fraction}; use a "
@@ -81,26 +90,12 @@ def continual_dataset(
 
 
 def _pool(name, data_dir, image_size):
-    """Every class of `name` in one LabeledImages."""
-    if name in ("embedded", "omniglot"):
-        sets = sources.load_class_sets(name, data_dir, image_size=image_size)
-        parts = (sets.pretrain, sets.transfer)
-        offsets = (0, sets.pretrain.num_classes)
-        return sources.LabeledImages(
-            images=np.concatenate([p.images for p in parts]),
-            labels=np.concatenate(
-                [p.labels + o for p, o in zip(parts, offsets)]
-            ).astype(np.int32),
-            class_names=parts[0].class_names + parts[1].class_names,
-        )
-    if not data_dir:
-        raise UsageError(
-            f"Dataset '{name}' is read from files but no data directory was "
-            "given; pass --data_dir or set $ZAPKERAS_DATA_DIR."
-        )
-    return sources.folder_or_tfds(
-        name, os.path.expanduser(data_dir), image_size
+    """Every class of `name` in one LabeledImages (both class sets of a
+    dataset that has them, pretraining classes first)."""
+    found = registry.loader(name, "continual_dataset.name")(
+        name, data_dir, image_size
     )
+    return found.pool() if isinstance(found, ClassSets) else found
 
 
 def _split(pool, test_fraction, seed):
@@ -117,21 +112,13 @@ def _split(pool, test_fraction, seed):
         k = min(max(1, round(test_fraction * len(members))), len(members) - 1)
         order = np.random.default_rng([seed, _SPLIT, c]).permutation(members)
         test[order[len(members) - k :]] = True
-    return _take(pool, ~test), _take(pool, test)
-
-
-def _take(data, keep):
-    return sources.LabeledImages(
-        images=data.images[keep],
-        labels=data.labels[keep],
-        class_names=data.class_names,
-    )
+    return pool.take(~test), pool.take(test)
 
 
 def _official_split(name, data_dir, image_size):
     """(train, test) of a prepared tfds dataset with both splits, else None
     (a class-per-folder directory of that name takes precedence)."""
-    if name in ("embedded", "omniglot") or not data_dir:
+    if not isinstance(name, str) or name in registry.names() or not data_dir:
         return None
     data_dir = os.path.expanduser(data_dir)
     folder = os.path.join(data_dir, name)
@@ -162,11 +149,11 @@ def _tfds_split(name, data_dir, split, image, label, names, image_size):
     dataset = tfds.load(name, split=split, data_dir=data_dir, download=False)
     parts = tfds.as_numpy(
         dataset.map(
-            lambda x: (sources.to_float(x[image], image_size), x[label]),
+            lambda x: (to_float(x[image], image_size), x[label]),
             num_parallel_calls=tf.data.AUTOTUNE,
         ).batch(1024)
     )
     images, labels = (np.concatenate(p) for p in zip(*parts))
-    return sources.LabeledImages(
+    return LabeledImages(
         images=images, labels=labels.astype(np.int32), class_names=names
     )

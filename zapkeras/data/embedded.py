@@ -8,7 +8,8 @@ strokes on a white background. Class k of a split depends only on
 (glyph_seed, split, k) and drawing j only on (glyph_seed, split, k, j), so
 smaller requests return prefixes of larger ones. Rendering splats Gaussians
 along each stroke; the sum is separable in x and y, so one batched matmul
-renders a whole chunk of images.
+renders a whole chunk of images. Registered as dataset 'embedded'
+(zapkeras.data.registry).
 """
 
 import math
@@ -16,7 +17,9 @@ import math
 import numpy as np
 
 import gin
-from zapkeras.data import sources
+from zapkeras.data import registry
+from zapkeras.data.types import ClassSets
+from zapkeras.data.types import LabeledImages
 from zapkeras.errors import UsageError
 
 _MAX_STROKES = 4
@@ -62,7 +65,7 @@ def glyph_class_sets(
                 f"glyph_class_sets.{name} = {value}; set it to at least "
                 f"{low}."
             )
-    return sources.ClassSets(
+    return ClassSets(
         pretrain=_glyph_split(
             "background", background_classes, drawings, image_size, glyph_seed
         ),
@@ -70,6 +73,14 @@ def glyph_class_sets(
             "evaluation", evaluation_classes, drawings, image_size, glyph_seed
         ),
     )
+
+
+@registry.register("embedded")
+def load_embedded(name, data_dir, image_size):
+    """The glyph class sets at `image_size` (no files: `data_dir` is not
+    read); the other settings come from `glyph_class_sets`' bindings."""
+    del name, data_dir
+    return glyph_class_sets(image_size=image_size)
 
 
 def _glyph_split(split, classes, drawings, image_size, glyph_seed):
@@ -104,7 +115,7 @@ def _glyph_split(split, classes, drawings, image_size, glyph_seed):
             ),
             image_size,
         )
-    return sources.LabeledImages(
+    return LabeledImages(
         images=images[..., None],
         labels=owner.astype(np.int32),
         class_names=tuple(f"{split}/glyph{k:04d}" for k in range(classes)),

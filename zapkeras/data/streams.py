@@ -10,7 +10,6 @@ an uninterrupted run would have seen.
 import numpy as np
 import tensorflow as tf
 
-from zapkeras.data.sources import LabeledImages
 from zapkeras.errors import UsageError
 
 _ALG = "philox"  # fixed, so streams do not depend on the device
@@ -49,7 +48,7 @@ def split_per_class(data, train_per_class=15, seed=0):
         members = np.random.default_rng([seed, c]).permutation(members)
         train.append(members[:train_per_class])
         test.append(members[train_per_class:])
-    return _take(data, np.concatenate(train)), _take(data, np.concatenate(test))
+    return data.take(np.concatenate(train)), data.take(np.concatenate(test))
 
 
 def steps_per_epoch(n, batch_size):
@@ -188,11 +187,3 @@ def _members(labels, counts):
     """Per class, the indices of its examples in stored order."""
     by_class = np.argsort(labels, kind="stable")
     return np.split(by_class, np.cumsum(counts)[:-1])
-
-
-def _take(data, idx):
-    return LabeledImages(
-        images=data.images[idx],
-        labels=data.labels[idx],
-        class_names=data.class_names,
-    )
