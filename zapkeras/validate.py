@@ -18,10 +18,12 @@ deeper down. The rules:
 """
 
 import math
+import re
 from collections import abc
 
 import numpy as np
 
+import gin
 from zapkeras.errors import UsageError
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
 ]
 
 _REPR_LIMIT = 80
+_BINDING = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
 
 
 def _show(value):
@@ -64,13 +67,29 @@ def _fail(value, setting, what, *, example=None, note=None, typed=False):
     kind = ""
     if typed and value is not None:
         kind = f" (a {type(value).__name__})"
-    text = f"{setting} = {_show(value)}{kind}; use {what}"
+    text = f"{_with_macro(setting)} = {_show(value)}{kind}; use {what}"
     if example is not None:
         text += f", e.g. {_example(example)}"
     text += "."
     if note:
         text += f" {note}"
     raise UsageError(text)
+
+
+def _with_macro(setting):
+    """`setting`, led by the macro that set it where the gin config binds
+    it to one: 'PRETRAIN_EPOCHS (iid_pretraining.epochs)'."""
+    if not _BINDING.fullmatch(setting):
+        return setting
+    try:
+        value = gin.query_parameter(setting)
+    except (ValueError, KeyError):
+        return setting
+    if isinstance(value, gin.config.ConfigurableReference):
+        text = str(value)
+        if text.startswith("%"):
+            return f"{text[1:]} ({setting})"
+    return setting
 
 
 def _is_bool(value):

@@ -51,7 +51,7 @@ class IidPretraining(protocol_base.Protocol):
         log_every_n_steps=10,
     ):
         self.epochs = validate.positive_int(
-            epochs, "iid_pretraining.epochs (PRETRAIN_EPOCHS)", example=10
+            epochs, "iid_pretraining.epochs", example=10
         )
         self.batch_size = validate.positive_int(
             batch_size, "iid_pretraining.batch_size", example=256
@@ -213,7 +213,7 @@ class AsbPretraining(protocol_base.Protocol):
     ):
         setting = "asb_pretraining."
         self.episodes = validate.positive_int(
-            episodes, setting + "episodes (PRETRAIN_EPISODES)", example=9000
+            episodes, setting + "episodes", example=9000
         )
         self.episodes_per_epoch = validate.positive_int(
             episodes_per_epoch, setting + "episodes_per_epoch", example=500

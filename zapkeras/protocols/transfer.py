@@ -180,11 +180,15 @@ class _Sweep(protocol_base.Protocol):
         **positive,
     ):
         self.learning_rates = validate.learning_rates(
-            learning_rates, "TRANSFER_LRS", example=(1e-3, 4e-4)
+            learning_rates,
+            f"{self.name}_transfer.learning_rates",
+            example=(1e-3, 4e-4),
         )
-        self.runs = validate.positive_int(runs, "TRANSFER_RUNS", example=10)
+        self.runs = validate.positive_int(
+            runs, f"{self.name}_transfer.runs", example=10
+        )
         self.classes = validate.positive_int(
-            classes, "TRANSFER_CLASSES", example=600
+            classes, f"{self.name}_transfer.classes", example=600
         )
         self.train_per_class = validate.positive_int(
             train_per_class, f"{self.name}_transfer.train_per_class"

@@ -39,11 +39,11 @@ class ContinualRunner(base.Runner):
         return {"": [base.instance(self.protocol, "ContinualRunner.protocol")]}
 
     def run(self):
+        (protocol,) = self.protocols()[""]  # settings first, then data
         train, test = continual_data.continual_dataset(
             data_dir=self.data_dir, seed=self.seed
         )
         data = protocol_base.Data(train=train, test=test)
-        (protocol,) = self.protocols()[""]
         protocol.check(data, self.seed)
         protocol_base.build_model(  # a bad model setting fails here
             self.model_fn, train.num_classes, train.images.shape[1:]

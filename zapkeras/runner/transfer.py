@@ -125,12 +125,12 @@ class TransferRunner(base.Runner):
                 protocol.check(data)
 
     def run(self):
+        conditions = self._build_conditions()  # settings first, then data
         sets = data_lib.load_class_sets(data_dir=self.data_dir, seed=self.seed)
         train, val = data_lib.split_per_class(
             sets.pretrain, self.train_per_class, seed=self.seed
         )
         data = protocol_base.Data(train=train, val=val, transfer=sets.transfer)
-        conditions = self._build_conditions()
         self.check(conditions, data)
         self.start(
             f"pretraining: {train.num_classes} classes ({len(train.labels)} "
