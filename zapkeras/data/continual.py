@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 import gin
+from zapkeras import validate
 from zapkeras.data import streams
 from zapkeras.data.continual_sources import continual_dataset
 from zapkeras.data.types import LabeledImages
@@ -259,19 +260,26 @@ class ClassIncrementalProblem(Problem):
 
 
 def check_tasks(setting, tasks, epochs):
-    if tasks < 1:
-        raise UsageError(f"TASKS ({setting}.tasks) = {tasks}; use at least 1.")
-    if epochs < 1:
-        raise UsageError(
-            f"EPOCHS_PER_TASK ({setting}.epochs_per_task) = {epochs}; use at "
-            "least 1."
-        )
+    """(tasks, epochs per task) of configurable `setting`, as ints ≥ 1."""
+    tasks = validate.positive_int(tasks, f"TASKS ({setting}.tasks)", example=10)
+    epochs = validate.positive_int(
+        epochs, f"EPOCHS_PER_TASK ({setting}.epochs_per_task)", example=1
+    )
+    return tasks, epochs
+
+
+def check_seed(seed):
+    """The run seed every problem's random streams start from."""
+    return validate.non_negative_int(seed, "--seed")
 
 
 @gin.configurable(denylist=["train", "test", "seed"])
 def permuted_tasks(train, test, seed, *, tasks=1000, epochs_per_task=1):
     """Permuted inputs (reference: MNIST, 1000 tasks, one epoch each)."""
-    check_tasks("permuted_tasks", tasks, epochs_per_task)
+    seed = check_seed(seed)
+    tasks, epochs_per_task = check_tasks(
+        "permuted_tasks", tasks, epochs_per_task
+    )
     return PermutedProblem(train, test, seed, tasks, epochs_per_task)
 
 
@@ -296,20 +304,33 @@ def class_incremental_tasks(
     training images is held out (reference: 50 of 500) for best-model
     selection.
     """
-    check_tasks("class_incremental_tasks", tasks, epochs_per_task)
+    setting = "class_incremental_tasks."
+    seed = check_seed(seed)
+    tasks, epochs_per_task = check_tasks(
+        "class_incremental_tasks", tasks, epochs_per_task
+    )
+    classes_first = validate.positive_int(
+        classes_first, setting + "classes_first", example=5
+    )
+    classes_per_task = validate.positive_int(
+        classes_per_task, setting + "classes_per_task", example=5
+    )
+    accumulate = validate.boolean(accumulate, setting + "accumulate")
+    validation_fraction = validate.fraction(
+        validation_fraction,
+        setting + "validation_fraction",
+        high_open=True,
+        example=0.1,
+        note="The per-class share held out for validation (0: none).",
+    )
     needed = classes_first + (tasks - 1) * classes_per_task
-    if classes_first < 1 or classes_per_task < 1 or needed > train.num_classes:
+    if needed > train.num_classes:
         raise UsageError(
             f"class_incremental_tasks: classes_first = {classes_first}, "
             f"classes_per_task = {classes_per_task} and TASKS = {tasks} need "
             f"{needed} classes but the dataset has {train.num_classes}; use "
-            "positive counts with classes_first + (TASKS - 1) * "
-            "classes_per_task at most the number of classes."
-        )
-    if not 0 <= validation_fraction < 1:
-        raise UsageError(
-            f"class_incremental_tasks.validation_fraction = "
-            f"{validation_fraction}; use a fraction in [0, 1)."
+            "classes_first + (TASKS - 1) * classes_per_task at most the "
+            "number of classes."
         )
     order = task_rng(seed, _ORDER).permutation(train.num_classes)
     train, test = (_relabel(d, order) for d in (train, test))

@@ -18,8 +18,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import gin
+from zapkeras import validate
+from zapkeras.data import files
 from zapkeras.data import registry
-from zapkeras.data.files import to_float
 from zapkeras.data.types import ClassSets
 from zapkeras.data.types import LabeledImages
 from zapkeras.errors import UsageError
@@ -54,16 +55,31 @@ def continual_dataset(
         glyphs) to have MNIST's dark background: permuted tasks and MLPs
         whose inputs are mostly 1 start with saturated units.
     """
-    if image_size < 1:
-        raise UsageError(
-            f"continual_dataset.image_size = {image_size}; use a positive "
-            "number of pixels, e.g. 28."
+    setting = "continual_dataset."
+    seed = validate.non_negative_int(seed, "--seed")
+    image_size = validate.positive_int(
+        image_size,
+        setting + "image_size",
+        example=28,
+        note="The side of the images in pixels.",
+    )
+    if classes is not None:
+        classes = validate.positive_int(
+            classes,
+            setting + "classes",
+            example=10,
+            note="None keeps all the classes.",
         )
-    if not 0 < test_fraction < 1:
-        raise UsageError(
-            f"continual_dataset.test_fraction = {test_fraction}; use a "
-            "fraction in (0, 1)."
-        )
+    test_fraction = validate.fraction(
+        test_fraction,
+        setting + "test_fraction",
+        low_open=True,
+        high_open=True,
+        example=0.25,
+        note="The per-class share held out for testing.",
+    )
+    invert = validate.boolean(invert, setting + "invert")
+    files.check_data_dir(data_dir)
     split = _official_split(name, data_dir, image_size)
     if split is None:
         pool = _pool(name, data_dir, image_size)
@@ -75,7 +91,7 @@ def continual_dataset(
         )
     if classes is None:
         return train, test
-    if not 1 <= classes <= train.num_classes:
+    if classes > train.num_classes:
         raise UsageError(
             f"continual_dataset.classes = {classes} but '{name}' has "
             f"{train.num_classes} classes; choose 1..{train.num_classes} or "
@@ -149,7 +165,7 @@ def _tfds_split(name, data_dir, split, image, label, names, image_size):
     dataset = tfds.load(name, split=split, data_dir=data_dir, download=False)
     parts = tfds.as_numpy(
         dataset.map(
-            lambda x: (to_float(x[image], image_size), x[label]),
+            lambda x: (files.to_float(x[image], image_size), x[label]),
             num_parallel_calls=tf.data.AUTOTUNE,
         ).batch(1024)
     )

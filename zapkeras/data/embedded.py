@@ -17,10 +17,10 @@ import math
 import numpy as np
 
 import gin
+from zapkeras import validate
 from zapkeras.data import registry
 from zapkeras.data.types import ClassSets
 from zapkeras.data.types import LabeledImages
-from zapkeras.errors import UsageError
 
 _MAX_STROKES = 4
 _SPLITS = {"background": 0, "evaluation": 1}
@@ -53,18 +53,25 @@ def glyph_class_sets(
     Defaults match Omniglot's 964 + 659 classes of 20 drawings. The
     `glyph_seed` is the dataset's identity, independent of the run seed.
     """
-    for name, value, low in (
-        ("background_classes", background_classes, 1),
-        ("evaluation_classes", evaluation_classes, 1),
-        ("drawings", drawings, 1),
-        ("image_size", image_size, 1),
-        ("glyph_seed", glyph_seed, 0),
-    ):
-        if value < low:
-            raise UsageError(
-                f"glyph_class_sets.{name} = {value}; set it to at least "
-                f"{low}."
-            )
+    setting = "glyph_class_sets."
+    note = "The glyphs are generated: give how many classes to make."
+    background_classes = validate.positive_int(
+        background_classes,
+        setting + "background_classes",
+        example=964,
+        note=note,
+    )
+    evaluation_classes = validate.positive_int(
+        evaluation_classes,
+        setting + "evaluation_classes",
+        example=659,
+        note=note,
+    )
+    drawings = validate.positive_int(drawings, setting + "drawings", example=20)
+    image_size = validate.positive_int(
+        image_size, setting + "image_size", example=28
+    )
+    glyph_seed = validate.non_negative_int(glyph_seed, setting + "glyph_seed")
     return ClassSets(
         pretrain=_glyph_split(
             "background", background_classes, drawings, image_size, glyph_seed

@@ -32,6 +32,15 @@ def data_root(name, data_dir):
     return os.path.expanduser(data_dir)
 
 
+def check_data_dir(data_dir):
+    """A UsageError unless `data_dir` is None, empty or a path."""
+    if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
+        raise UsageError(
+            f"--data_dir = {data_dir!r} (a {type(data_dir).__name__}); use "
+            "a directory path, e.g. '~/tensorflow_datasets'."
+        )
+
+
 @registry.register_fallback
 def load_files(name, data_dir, image_size):
     """ClassSets of `NAME/train|test/` class folders, else the class pool of

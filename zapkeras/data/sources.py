@@ -13,6 +13,8 @@ import dataclasses
 import numpy as np
 
 import gin
+from zapkeras import validate
+from zapkeras.data import files
 from zapkeras.data import registry
 from zapkeras.data.files import folder_or_tfds  # noqa: F401  (old path)
 from zapkeras.data.files import to_float  # noqa: F401  (old path)
@@ -22,6 +24,7 @@ from zapkeras.errors import UsageError
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
+_PRETRAIN_CLASSES = "PRETRAIN_CLASSES (load_class_sets.pretrain_classes)"
 
 
 @gin.configurable
@@ -47,11 +50,35 @@ def load_class_sets(
     (docs/reference_codes.md §1.6); None keeps [0, 1]. `pretrain_classes`
     keeps a random subset (chosen by `seed`) of the pretraining classes.
     """
-    if image_size < 1:
-        raise UsageError(
-            f"IMAGE_SIZE (load_class_sets.image_size) = {image_size}; "
-            "use a positive number of pixels, e.g. 28."
+    image_size = validate.positive_int(
+        image_size,
+        "IMAGE_SIZE (load_class_sets.image_size)",
+        example=28,
+        note="The side of the images in pixels.",
+    )
+    if pretrain_classes is not None:
+        pretrain_classes = validate.positive_int(
+            pretrain_classes,
+            _PRETRAIN_CLASSES,
+            example=964,
+            note="None keeps all the pretraining classes.",
         )
+    seed = validate.non_negative_int(seed, "load_class_sets.seed")
+    pretrain_fraction = validate.fraction(
+        pretrain_fraction,
+        "load_class_sets.pretrain_fraction",
+        low_open=True,
+        high_open=True,
+        example=0.6,
+        note="The share of a single pool's classes that pretrains.",
+    )
+    normalize = validate.one_of(
+        normalize,
+        (None, "imagenet"),
+        "load_class_sets.normalize",
+        hint="use None (keep [0, 1]) or 'imagenet' (RGB images).",
+    )
+    files.check_data_dir(data_dir)
     load = registry.loader(name, "load_class_sets.name")
     sets = load(name, data_dir, image_size)
     if not isinstance(sets, ClassSets):
@@ -64,11 +91,11 @@ def load_class_sets(
     if pretrain_classes is None:
         return sets
     available = sets.pretrain.num_classes
-    if not 1 <= pretrain_classes <= available:
+    if pretrain_classes > available:
         raise UsageError(
-            f"PRETRAIN_CLASSES (load_class_sets.pretrain_classes) = "
-            f"{pretrain_classes} but '{name}' has {available} pretraining "
-            f"classes; choose 1..{available}, or None for all."
+            f"{_PRETRAIN_CLASSES} = {pretrain_classes} but '{name}' has "
+            f"{available} pretraining classes; choose 1..{available}, or None "
+            "for all."
         )
     chosen = np.random.default_rng(seed).choice(
         available, pretrain_classes, replace=False

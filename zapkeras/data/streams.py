@@ -10,9 +10,11 @@ an uninterrupted run would have seen.
 import numpy as np
 import tensorflow as tf
 
+from zapkeras import validate
 from zapkeras.errors import UsageError
 
 _ALG = "philox"  # fixed, so streams do not depend on the device
+_TRAIN_PER_CLASS = "train_per_class (TransferRunner.train_per_class)"
 
 
 def steady(dataset):
@@ -28,16 +30,17 @@ def steady(dataset):
 def split_per_class(data, train_per_class=15, seed=0):
     """(train, test): per class, a seeded shuffle of its images; the first
     `train_per_class` go to train, the rest to test (frati2024: 15/5)."""
+    train_per_class = validate.positive_int(
+        train_per_class,
+        _TRAIN_PER_CLASS,
+        example=15,
+        note="frati2024 trains on 15 images per class.",
+    )
     counts = np.bincount(data.labels, minlength=data.num_classes)
-    if train_per_class < 1:
-        raise UsageError(
-            f"train_per_class (Runner.train_per_class) = {train_per_class}; "
-            "use at least 1 (frati2024: 15)."
-        )
     if counts.min() <= train_per_class:
         worst = np.argmin(counts)
         raise UsageError(
-            f"train_per_class (Runner.train_per_class) = {train_per_class}, "
+            f"{_TRAIN_PER_CLASS} = {train_per_class}, "
             f"but class '{data.class_names[worst]}' has {counts[worst]} "
             "images; every class needs at least one test image. Lower "
             "train_per_class or use classes with more images."
@@ -53,10 +56,11 @@ def split_per_class(data, train_per_class=15, seed=0):
 
 def steps_per_epoch(n, batch_size):
     """Batches in one epoch of `n` examples, the last one partial."""
-    if batch_size < 1 or n < 1:
+    batch_size = validate.positive_int(batch_size, "batch_size", example=32)
+    if n < 1:
         raise UsageError(
-            f"batch_size = {batch_size} with {n} examples: batch_size must "
-            "be at least 1 and the data must not be empty."
+            f"batch_size = {batch_size} with {n} examples: the data must not "
+            "be empty."
         )
     return -(-n // batch_size)
 
@@ -92,14 +96,19 @@ def iid_batches(data, batch_size, seed, *, start_epoch=0):
 def sequential_stream(data, class_order):
     """(x [T, ...], y [T]): class after class in `class_order`, each class's
     examples once, in stored order (frati2024 Alg. 2 trajectory)."""
-    order = np.asarray(class_order, dtype=np.int64).reshape(-1)
+    try:
+        order = np.asarray(class_order, dtype=np.int64).reshape(-1)
+    except (TypeError, ValueError):
+        order = None
     if (
-        not len(order)
+        order is None
+        or not len(order)
         or len(np.unique(order)) != len(order)
         or not np.all((order >= 0) & (order < data.num_classes))
     ):
+        shown = class_order if order is None else order.tolist()
         raise UsageError(
-            f"class_order {order.tolist()} must list distinct class ids in "
+            f"class_order {shown!r} must list distinct class ids in "
             f"0..{data.num_classes - 1} (at least one)."
         )
     members = _members(
@@ -120,12 +129,13 @@ def asb_episodes(data, *, inner_steps=20, remember=64, seed=0, start_episode=0):
     """
     n = len(data.labels)
     counts = np.bincount(data.labels, minlength=data.num_classes)
-    if inner_steps < 1:
-        raise UsageError(
-            f"asb_episodes inner_steps = {inner_steps}; use at least 1 "
-            "(the reference uses 20)."
-        )
-    if not 0 <= remember <= n:
+    inner_steps = validate.positive_int(
+        inner_steps, "asb_episodes inner_steps", example=20
+    )
+    remember = validate.non_negative_int(
+        remember, "asb_episodes remember", example=64
+    )
+    if remember > n:
         raise UsageError(
             f"asb_episodes remember = {remember} but the data has {n} "
             f"images to draw from without replacement; use 0..{n}."

@@ -15,6 +15,7 @@ network trained on the final phase gives the generalisation gap.
 import numpy as np
 
 import gin
+from zapkeras import validate
 from zapkeras.data import continual
 from zapkeras.errors import UsageError
 
@@ -34,13 +35,9 @@ class PhasedProblem(continual.Problem):
             train, test, seed, phases, [train.num_classes] * len(phases)
         )
         self.name = name
-        if smooth_shift is not None and not 0 < smooth_shift < 1:
-            raise UsageError(
-                f"{name}_tasks.smooth_shift = {smooth_shift!r}; use γ in "
-                "(0, 1) (the probability of new data is 1 − γ^(50·n/N)) or "
-                "None for abrupt phase changes."
-            )
-        self.smooth_shift = smooth_shift
+        self.smooth_shift = check_smooth_shift(
+            smooth_shift, f"{name}_tasks.smooth_shift"
+        )
         self.info = info
 
     def task_test(self, task):
@@ -68,13 +65,38 @@ def noisy_labels(labels, ratio, num_classes, rng):
     return labels
 
 
-def _ratios(setting, values, tasks):
-    values = tuple(float(v) for v in values)
-    if len(values) != tasks or not all(0 <= v <= 1 for v in values):
-        raise UsageError(
-            f"{setting} = {values}; give TASKS = {tasks} fractions in [0, 1]."
-        )
-    return values
+def check_smooth_shift(value, setting):
+    """γ of a smooth shift as a float in (0, 1), or None (abrupt)."""
+    if value is None:
+        return None
+    return validate.fraction(
+        value,
+        setting,
+        low_open=True,
+        high_open=True,
+        example=0.9,
+        note="The probability of new data is 1 − γ^(50·n/N); None changes "
+        "phases abruptly.",
+    )
+
+
+def _ratios(setting, values, tasks, *, low_open=False, note=None):
+    """`values` as a tuple of TASKS fractions in [0, 1] ((0, 1] with
+    `low_open`)."""
+
+    def ratio(value, name):
+        return validate.fraction(value, name, low_open=low_open)
+
+    return validate.sequence(
+        values,
+        setting,
+        ratio,
+        what=f"{tasks} fractions in {'(0' if low_open else '[0'}, 1], one per "
+        f"task (TASKS = {tasks})",
+        length=tasks,
+        example=(0.5,) * tasks,
+        note=note,
+    )
 
 
 @gin.configurable(denylist=["train", "test", "seed"])
@@ -105,7 +127,31 @@ def warm_start_tasks(
     reference's [0.1, 0.9] / [0.5, 0.0] for 2 phases and 10 × 0.1 /
     [0.5, 0.4, 0.4, 0.3, 0.3, 0.2, 0.2, 0.1, 0.1, 0.0] for 10.
     """
-    continual.check_tasks("warm_start_tasks", tasks, epochs_per_task)
+    setting = "warm_start_tasks."
+    seed = continual.check_seed(seed)
+    tasks, epochs_per_task = continual.check_tasks(
+        "warm_start_tasks", tasks, epochs_per_task
+    )
+    defaults = data_ratios is None and tasks > 1
+    first_ratio = validate.fraction(
+        first_ratio,
+        setting + "first_ratio",
+        low_open=True,
+        high_open=defaults,
+        example=0.1,
+        note="The share of the data in the first phase; the later phases "
+        "share the rest (unless data_ratios is given).",
+    )
+    max_noise = validate.fraction(max_noise, setting + "max_noise", example=0.5)
+    scale_epochs = validate.boolean(scale_epochs, setting + "scale_epochs")
+    if buffer_size is not None:
+        buffer_size = validate.non_negative_int(
+            buffer_size,
+            setting + "buffer_size",
+            example=1000,
+            note="None keeps all the previous phase's examples.",
+        )
+    smooth_shift = check_smooth_shift(smooth_shift, setting + "smooth_shift")
     if data_ratios is None:
         rest = (1.0 - first_ratio) / max(tasks - 1, 1)
         data_ratios = [first_ratio] + [round(rest, 10)] * (tasks - 1)
@@ -114,15 +160,14 @@ def warm_start_tasks(
             round(max_noise * (1 - t / (tasks - 1)), 1) if tasks > 1 else 0.0
             for t in range(tasks)
         ]
-    ratios = _ratios("warm_start_tasks.data_ratios", data_ratios, tasks)
-    noise = _ratios(
-        "warm_start_tasks.label_noise_ratios", label_noise_ratios, tasks
+    ratios = _ratios(
+        setting + "data_ratios",
+        data_ratios,
+        tasks,
+        low_open=True,
+        note="Every phase must add data (ratios > 0).",
     )
-    if not all(ratios):
-        raise UsageError(
-            f"warm_start_tasks.data_ratios = {ratios}; every phase must add "
-            "data (ratios > 0)."
-        )
+    noise = _ratios(setting + "label_noise_ratios", label_noise_ratios, tasks)
     n = len(train.labels)
     phases, previous = [], np.zeros(0, np.int64)
     for t, (ratio, noise_t) in enumerate(zip(ratios, noise)):
@@ -181,17 +226,30 @@ def multi_stage_tasks(
     and `smooth_shift`, training starts on the shifting mixture, their
     single-stage Fig. 3).
     """
-    continual.check_tasks("multi_stage_tasks", tasks, epochs_per_task)
-    if not 0 <= uniform_ratio <= 1 or tasks > train.num_classes:
-        raise UsageError(
-            f"multi_stage_tasks: uniform_ratio = {uniform_ratio} with TASKS "
-            f"= {tasks}; use a ratio in [0, 1] and at most as many stages "
-            f"as classes ({train.num_classes})."
+    setting = "multi_stage_tasks."
+    seed = continual.check_seed(seed)
+    tasks, epochs_per_task = continual.check_tasks(
+        "multi_stage_tasks", tasks, epochs_per_task
+    )
+    uniform_ratio = validate.fraction(
+        uniform_ratio,
+        setting + "uniform_ratio",
+        example=1.0,
+        note="1: uniform stages; less: class-imbalanced ones.",
+    )
+    if first_epochs is not None:
+        first_epochs = validate.non_negative_int(
+            first_epochs,
+            setting + "first_epochs",
+            example=0,
+            note="None: EPOCHS_PER_TASK.",
         )
-    if first_epochs is not None and first_epochs < 0:
+    smooth_shift = check_smooth_shift(smooth_shift, setting + "smooth_shift")
+    if tasks > train.num_classes:
         raise UsageError(
-            f"multi_stage_tasks.first_epochs = {first_epochs}; use 0 or more "
-            "(None: EPOCHS_PER_TASK)."
+            f"TASKS (multi_stage_tasks.tasks) = {tasks} stages but the "
+            f"dataset has {train.num_classes} classes; use at most as many "
+            "stages as classes."
         )
     rng = continual.task_rng(seed, _SUBSET)
     groups = np.array_split(rng.permutation(train.num_classes), tasks)
