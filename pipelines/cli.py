@@ -5,7 +5,11 @@ Every pipeline takes --data_dir, --output_dir (default runs/<study>),
 --scale=ci|small|paper, --seeds, --gin_param (extra bindings for every run,
 applied after the study's), --jobs (runs at a time), --status (print the
 grid's progress and exit) and --report_only (write the report from the
-runs that finished, running nothing).
+runs that finished, running nothing). Each pipeline adopts these flags
+(`flags.adopt_module_key_flags(cli)`) so that its --help lists them with
+its own, and runs with `cli.run(main, study)`: SIGINT or SIGTERM stops the
+runs in flight (each keeps its last checkpoint) and ends the pipeline with
+one line and exit status 130 / 143; rerunning the command resumes.
 """
 
 import os
@@ -15,6 +19,7 @@ from absl import flags
 
 from pipelines import grid
 from pipelines import progress
+from zapkeras import command
 
 SCALES = ("ci", "small", "paper")
 
@@ -51,6 +56,11 @@ def choices(study, flag, given, allowed):
     return list(given)
 
 
+def run(main, study):
+    """`app.run(main)` with the short --help and the one-line stop."""
+    command.run(main, study)
+
+
 def root(study):
     return FLAGS.output_dir or os.path.join("runs", study)
 
@@ -64,8 +74,12 @@ def run_study(study, runs, write_report):
         print(progress.render(out, progress.status(entries)))
         return
     failed = []
-    if not FLAGS.report_only:
-        failed = grid.run_all(runs, out, FLAGS.data_dir, jobs=FLAGS.jobs)
-    write_report(runs, out)
+    with command.on_stop(
+        lambda: f"{out} keeps the finished runs and the stopped ones' last "
+        "checkpoints; run the same command again to resume"
+    ):
+        if not FLAGS.report_only:
+            failed = grid.run_all(runs, out, FLAGS.data_dir, jobs=FLAGS.jobs)
+        write_report(runs, out)
     if failed:
         sys.exit(1)

@@ -30,7 +30,6 @@ import os
 import re
 
 import numpy as np
-from absl import app
 from absl import flags
 
 from pipelines import cli
@@ -89,6 +88,7 @@ flags.DEFINE_list("conditions", list(CONDITIONS), "Conditions to run.")
 flags.DEFINE_bool(
     "analyses", False, "Record task losses and zap-divergence (see above)."
 )
+flags.adopt_module_key_flags(cli)  # --help lists them
 FLAGS = flags.FLAGS
 
 
@@ -263,4 +263,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, "frati2024")

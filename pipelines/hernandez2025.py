@@ -37,7 +37,6 @@ import dataclasses
 import itertools
 import os
 
-from absl import app
 from absl import flags
 
 from pipelines import cli
@@ -202,6 +201,7 @@ flags.DEFINE_list(
     "none/pre/post/reparam (permuted), standard/reparam (class-incremental);"
     " each problem takes those it has (default: the scale's).",
 )
+flags.adopt_module_key_flags(cli)  # --help lists them
 FLAGS = flags.FLAGS
 
 
@@ -396,4 +396,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, "hernandez2025")

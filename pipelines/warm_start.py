@@ -41,7 +41,6 @@ import dataclasses
 import itertools
 import os
 
-from absl import app
 from absl import flags
 
 from pipelines import cli
@@ -130,6 +129,7 @@ for _name, _help in (
     ("smooth_shifts", "berariu2021: smooth-shift γ values."),
 ):
     flags.DEFINE_list(_name, None, _help + " Default: the scale's.")
+flags.adopt_module_key_flags(cli)  # --help lists them
 FLAGS = flags.FLAGS
 
 
@@ -405,4 +405,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main, "warm_start")

@@ -40,12 +40,12 @@ EMBEDDED_OMNIGLOT = [
 def run_module(module, *args, timeout=600, env=None):
     """Runs the module from the repo root (extra `env` variables set);
     returns the CompletedProcess."""
-    env = dict(
-        os.environ,
-        TF_CPP_MIN_LOG_LEVEL="3",
-        PYTHONUNBUFFERED="1",
-        **(env or {})
-    )
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=REPO,
@@ -75,12 +75,12 @@ def run_module_until(module, *args, trigger, env=None):
     """Runs the module and SIGKILLs it as soon as a stdout line contains
     `trigger` (as a preemption would); returns the exit status (-9 when
     killed)."""
-    env = dict(
-        os.environ,
-        TF_CPP_MIN_LOG_LEVEL="3",
-        PYTHONUNBUFFERED="1",
-        **(env or {})
-    )
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", module, *args],
         cwd=REPO,
@@ -95,3 +95,33 @@ def run_module_until(module, *args, trigger, env=None):
             break
     proc.stdout.close()
     return proc.wait(timeout=600)
+
+
+def signal_module_at(module, *args, trigger, signum, env=None):
+    """Runs the module and sends it `signum` (SIGINT as Ctrl-C does, or
+    SIGTERM) once a stdout line contains `trigger`; returns the
+    CompletedProcess (stdout up to the signal and after, stderr)."""
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if trigger in line:
+            proc.send_signal(signum)
+            break
+    out, err = proc.communicate(timeout=600)
+    return subprocess.CompletedProcess(
+        proc.args, proc.returncode, "".join(lines) + out, err
+    )

@@ -12,11 +12,13 @@ import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
+from tests.cli_utils import CONTINUAL_TINY
 from tests.cli_utils import run_module
 from zapkeras import tune
 from zapkeras.errors import UsageError
 from zapkeras.tuning import params as params_lib
 from zapkeras.tuning import report
+from zapkeras.tuning import tuner as tuner_lib
 from zapkeras.tuning.tuner import TrainTuner
 from zapkeras.tuning.tuner import lookup
 from zapkeras.tuning.tuner import numeric_keys
@@ -237,6 +239,30 @@ def _tune(*args):
     return run_module("zapkeras.tune", *TINY, *args)
 
 
+def test_help_lists_tune_and_train_flags_one_line_each():
+    proc = run_module("zapkeras.tune", "--help")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert len(lines) < 40
+    flag_lines = [s.split()[0] for s in lines if s.startswith("  --")]
+    for name in (
+        "--tune_param",
+        "--tuner=random",
+        "--max_trials",
+        "--objective=transfer.sequential.test_accuracy",
+        "--objective_direction=max",
+        "--max_consecutive_failed_trials=3",
+        "--gin_file",  # the zapkeras.train flags each trial gets
+        "--gin_param",
+        "--output_dir",
+        "--data_dir",
+        "--seed=0",
+        "--strategy=auto",
+    ):
+        assert flag_lines.count(name) == 1, (name, proc.stdout)
+    assert "--helpfull" in proc.stdout
+
+
 @pytest.mark.parametrize(
     "args, says",
     [
@@ -248,6 +274,20 @@ def _tune(*args):
             "learning_rat",
         ),
         (["--tune_param=WIDHT=choice(8, 16)"], "no macro 'WIDHT'"),
+        (
+            [
+                f"--tune_param={LR}=choice(0.1)",
+                "--objective=transfer.sequential.no_such_key",
+            ],
+            "will hold; choose one it will:\n  pretrain.epochs\n",
+        ),
+        (  # TINY's TRANSFER_LRS has 0.01; the swept (0.001,) has not
+            [
+                "--tune_param=TRANSFER_LRS=choice((0.01,), (0.001,))",
+                "--objective=transfer.sequential.by_lr.0.01.test_accuracy",
+            ],
+            "(a TransferRunner) with 'TRANSFER_LRS = (0.001,)' will hold",
+        ),
     ],
 )
 def test_mistakes_exit_2_before_any_trial(args, says, tmp_path):
@@ -257,6 +297,57 @@ def test_mistakes_exit_2_before_any_trial(args, says, tmp_path):
     assert says in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+def test_an_objective_a_continual_config_will_not_write_exits_2(tmp_path):
+    """The default objective is a transfer key: on a continual config the
+    sweep stops before any trial, listing the keys it could use."""
+    out = tmp_path / "sweep"
+    proc = run_module(
+        "zapkeras.tune",
+        "--gin_file=gin/permuted/base.gin",
+        *CONTINUAL_TINY,
+        "--tune_param=continual_learning.learning_rate=choice(0.1, 0.01)",
+        f"--output_dir={out}",
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert (
+        "--objective='transfer.sequential.test_accuracy' is not a number the "
+        "results.json of gin/permuted/base.gin (a ContinualRunner) will hold"
+    ) in proc.stderr
+    for key in ("continual.test_accuracy", "continual.online_accuracy"):
+        assert f"\n  {key}\n" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "trial" not in proc.stdout
+    assert not out.exists()
+
+
+def test_a_trial_without_the_objective_fails_naming_what_it_has(
+    tmp_path, monkeypatch
+):
+    """A declared number a run may leave out (e.g. a problem's fresh
+    baseline) fails that trial after it ran, listing the numbers it has."""
+
+    def fake_run(command, log_path):
+        run_dir = os.path.dirname(log_path)
+        with open(log_path, "w") as f:
+            f.write("ran\n")
+        with open(os.path.join(run_dir, "results.json"), "w") as f:
+            json.dump({"continual": {"test_accuracy": 0.5}}, f)
+        return 0
+
+    monkeypatch.setattr(tuner_lib, "_run_logged", fake_run)
+    params = [params_lib.parse_tune_param("a.b=choice(1, 2)")]
+    key = "continual.fresh_test_accuracy"
+    oracle = tune.make_oracle("random", params, key, "max", 2, seed=0)
+    tuner = TrainTuner(oracle, params, str(tmp_path), [], {}, 3)
+    trial = oracle.create_trial("tuner0")
+    with pytest.raises(keras_tuner.errors.FailedTrialError):
+        tuner.run_trial(trial)
+    outcome = tuner.outcomes[trial.trial_id]
+    assert outcome["exit_code"] == 0
+    assert f"results.json has no number at {key!r}" in outcome["reason"]
+    assert "its numbers are at: continual.test_accuracy" in outcome["reason"]
 
 
 @pytest.fixture(scope="module")
@@ -345,21 +436,18 @@ def test_rerun_resumes_without_running_trials_again(sweep, tmp_path):
 
 @pytest.mark.slow
 def test_failed_trials_are_named_and_stop_the_search(tmp_path):
-    """Trial 0 runs but its results.json lacks the objective; trial 1's
-    learning rate passes every check before the run and diverges in
+    """Trials 0 and 1 pass every check before the run and diverge in
     training (exit 2); two failures in a row stop the search before trial
-    2, and the first failure, not a user mistake, sets exit status 1."""
+    2, and the first failure, a user mistake, sets exit status 2."""
     out = tmp_path / "sweep"
     proc = _tune(
-        f"--tune_param={LR}=choice(0.001, 1e30, 1e31)",
+        f"--tune_param={LR}=choice(1e30, 1e31, 0.001)",
         "--tuner=grid",
-        "--objective=transfer.sequential.no_such_key",
         "--max_consecutive_failed_trials=2",
         f"--output_dir={out}",
     )
-    assert proc.returncode == 1, proc.stderr[-3000:]
-    assert "trial 0 FAILED: results.json has no number at" in proc.stdout
-    assert "transfer.sequential.test_accuracy" in proc.stdout  # what it has
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "trial 0 FAILED: zapkeras.train exited with 2" in proc.stdout
     assert "trial 1 FAILED: zapkeras.train exited with 2" in proc.stdout
     assert f"bindings: {LR} = 1e30" in proc.stdout
     assert "loss became non-finite" in proc.stdout  # the log's last lines
@@ -368,9 +456,8 @@ def test_failed_trials_are_named_and_stop_the_search(tmp_path):
     summary = _json(out / "tune_results.json")
     trials = summary["trials"]
     assert [t["status"] for t in trials] == ["failed", "failed"]
-    assert [t["exit_code"] for t in trials] == [0, 2]
-    assert os.path.exists(out / "trial_0" / "results.json")
-    assert os.path.exists(trials[1]["log"])
+    assert [t["exit_code"] for t in trials] == [2, 2]
+    assert all(os.path.exists(t["log"]) for t in trials)
     assert summary["best"] is None
 
 

@@ -2,7 +2,12 @@
 
 The train flags (README "Configuration"), gin parsing with unknown names
 failing loudly, and the rule that a user mistake ends the program with a
-short message and exit status 2, never a traceback.
+short message and exit status 2, never a traceback; `run` adds the short
+--help and the one-line stop on SIGINT/SIGTERM (zapkeras/command.py).
+
+A command built on these flags (zapkeras.train, zapkeras.tune) calls
+`flags.adopt_module_key_flags(cli)` so that its --help lists them, defines
+its own flags in its own module, and runs with `cli.run(main)`.
 """
 
 import datetime
@@ -13,6 +18,7 @@ import tokenize
 from absl import flags
 
 import gin
+from zapkeras import command
 from zapkeras.errors import UsageError
 
 flags.DEFINE_multi_string(
@@ -25,6 +31,12 @@ flags.DEFINE_string(
     "output_dir",
     None,
     "Where outputs go; default runs/<config-name>-<YYYYmmdd-HHMMSS>.",
+)
+flags.DEFINE_bool(
+    "overwrite",
+    False,
+    "Delete the run --output_dir holds and start afresh (without it, a "
+    "run with other settings there is an error; the same settings resume).",
 )
 flags.DEFINE_string(
     "data_dir",
@@ -54,7 +66,7 @@ def parse_flags(argv):
     try:
         rest = FLAGS(argv)
     except flags.Error as e:
-        fail(f"{e}\nRun with --helpfull to list the flags.")
+        fail(f"{e}\nRun with --help to list the flags.")
     if len(rest) > 1:
         fail(f"unexpected arguments {rest[1:]}; every setting is a --flag.")
     if not FLAGS.gin_file:
@@ -67,7 +79,26 @@ def main_guard(fn):
     try:
         return fn()
     except UsageError as e:
-        fail(str(e))
+        # gin appends "In call to configurable ..." lines: the message
+        # already names the setting.
+        lines = str(e).splitlines()
+        fail("\n".join(x for x in lines if "In call to configurable" not in x))
+
+
+def run(main):
+    """`app.run(main)` with `parse_flags`, the short --help (the main
+    module's key flags) and SIGINT/SIGTERM ending the program with one line
+    and exit status 130/143 (`command.run`; `command.on_stop` blocks say
+    where it stopped)."""
+    command.run(main, "zapkeras", flags_parser=parse_flags)
+
+
+def resume_hint(output_dir):
+    """How to resume a run stopped in `output_dir`: the same command, with
+    --output_dir when it was left to its time-stamped default."""
+    if FLAGS["output_dir"].present:
+        return "run the same command again to resume"
+    return f"run the same command with --output_dir={output_dir} to resume"
 
 
 def _gin_search_paths(gin_files):

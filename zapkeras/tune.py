@@ -4,7 +4,10 @@ A keras-tuner search (random, grid or Bayesian) over gin bindings, each
 trial a full `zapkeras.train` run with every zapkeras.train flag given here
 (README "Configuration"). Misspelled or malformed sweeps exit 2 before
 any trial: every swept value is bound once on the base config (gin
-rejects unknown names, and a swept macro must be one the config sets).
+rejects unknown names, and a swept macro must be one the config sets),
+and --objective must be a number the results.json of the config, and of
+it with each swept value, will hold (`runner.result_paths()`, from the
+protocols' declared `result_keys()`; no data is loaded).
 OUTPUT_DIR holds keras_tuner/ (the oracle's state: rerunning the command
 resumes the sweep),
 trial_<id>/ (each run), tensorboard/ (HParams) and tune_results.json.
@@ -17,15 +20,16 @@ import os
 import sys
 
 import keras_tuner
-from absl import app
 from absl import flags
 from absl import logging
 
 import gin
 from zapkeras import cli
+from zapkeras import runner
 from zapkeras.errors import UsageError
 from zapkeras.outputs import console
 from zapkeras.outputs import files
+from zapkeras.tuning import objective as objective_lib
 from zapkeras.tuning import params as params_lib
 from zapkeras.tuning import report
 from zapkeras.tuning.tuner import TooManyFailures
@@ -55,8 +59,9 @@ flags.DEFINE_integer(
 flags.DEFINE_string(
     "objective",
     "transfer.sequential.test_accuracy",
-    "Key path in each trial's results.json, e.g. "
-    "conditions.iid_zap.transfer.sequential.test_accuracy.",
+    "Key path of a number in each trial's results.json, checked against "
+    "what the config writes before any trial, e.g. continual.test_accuracy "
+    "or conditions.iid_zap.transfer.sequential.test_accuracy.",
 )
 flags.DEFINE_enum(
     "objective_direction", "max", ["max", "min"], "Maximise or minimise."
@@ -68,6 +73,7 @@ flags.DEFINE_integer(
     lower_bound=1,
 )
 
+flags.adopt_module_key_flags(cli)  # --help lists the train flags too
 FLAGS = cli.FLAGS
 
 
@@ -83,19 +89,28 @@ def _train_args():
     return args
 
 
-def _check_objective(key):
-    if not all(key.split(".")):
-        raise UsageError(
-            f"--objective={key!r} is not a key path; name a number in "
-            "results.json by its keys joined with dots, e.g. "
-            "transfer.sequential.test_accuracy."
-        )
+def _result_paths():
+    """(the key paths of the numbers results.json will hold, a name of the
+    config) for the gin config just parsed: its runner and protocols are
+    built (so validated), no data is loaded."""
+    built = runner.create_runner(
+        output_dir=FLAGS.output_dir or "",
+        data_dir=None,
+        seed=FLAGS.seed,
+        strategy=None,
+        experiment=cli.experiment_name(FLAGS.gin_file),
+    )
+    config = f"{' + '.join(FLAGS.gin_file)} (a {type(built).__name__})"
+    return built.result_paths(), config
 
 
-def _check_bindings(params):
-    """Binds every swept value once on the base config: misspelled names
-    and gin syntax errors fail here, before any trial."""
+def _check_sweep(params, key):
+    """Binds every swept value once on the base config: misspelled names,
+    gin syntax errors, invalid settings and an --objective the run will
+    not write fail here, before any trial."""
+    objective_lib.check_syntax(key)
     cli.parse_gin(FLAGS.gin_file, FLAGS.gin_param)
+    objective_lib.check(key, *_result_paths())
     for param in params:
         if param.is_macro:
             try:
@@ -111,11 +126,13 @@ def _check_bindings(params):
             binding = param.binding(value)
             try:
                 cli.parse_gin(FLAGS.gin_file, [*FLAGS.gin_param, binding])
+                paths, config = _result_paths()
             except UsageError as e:
                 raise UsageError(
                     f"--tune_param={param.spec!r} gives the binding "
                     f"{binding!r}, which fails: {e}"
                 ) from None
+            objective_lib.check(key, paths, config, binding)
 
 
 def make_oracle(tuner, params, objective, direction, max_trials, seed):
@@ -166,9 +183,14 @@ def run(argv=None):
     del argv
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
+    if FLAGS.overwrite:
+        raise UsageError(
+            "--overwrite is zapkeras.train's; a sweep resumes from its "
+            "OUTPUT_DIR, so delete that directory (or choose another "
+            "--output_dir) to start a sweep afresh."
+        )
     params = params_lib.parse_tune_params(FLAGS.tune_param)
-    _check_objective(FLAGS.objective)
-    _check_bindings(params)
+    _check_sweep(params, FLAGS.objective)
     oracle = make_oracle(
         FLAGS.tuner,
         params,
@@ -226,4 +248,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=cli.parse_flags)
+    cli.run(main)

@@ -7,11 +7,37 @@ are saved together; data order is a function of (seed, epoch).
 """
 
 import math
+import os
 
 import keras
 import tensorflow as tf
 
 from zapkeras.errors import UsageError
+
+
+def latest(output_dir):
+    """The newest checkpoint a run wrote under OUTPUT_DIR/checkpoints,
+    relative to `output_dir` (e.g. checkpoints/iid/pretrain/ckpt-2, or a
+    transfer's checkpoints/iid/transfer/sequential.json), or None."""
+    found = []
+    for folder, _, names in os.walk(os.path.join(output_dir, "checkpoints")):
+        for name in names:
+            path = os.path.join(folder, name)
+            if name == "checkpoint":  # CheckpointManager's index
+                target = tf.train.latest_checkpoint(folder)
+            elif name.endswith(".json"):  # written atomically
+                target = path
+            else:
+                continue
+            try:
+                if target:
+                    found.append((os.path.getmtime(path), target))
+            except OSError:  # removed meanwhile
+                pass
+    if not found:
+        return None
+    newest = os.path.abspath(max(found)[1])
+    return os.path.relpath(newest, os.path.abspath(output_dir))
 
 
 class EpochCheckpoint(keras.callbacks.Callback):

@@ -1,13 +1,27 @@
 """What a person watching the terminal sees: progress lines and tables."""
 
+import re
 import sys
 import time
 
 import keras
 
+# "pretrain[iid] epoch 2/3", "transfer/sequential[iid] lr 0.01 run 1/2",
+# "continual[permuted] task 3/20": a progress line up to its count.
+_PROGRESS = re.compile(r"\S+\[[^\]\n]*\][^\n]*? \d+/\d+(?=  |\n|$)")
+_last = []
+
 
 def say(message):
+    progress = _PROGRESS.match(message)
+    if progress:
+        _last[:] = [progress[0]]
     print(message, file=sys.stdout, flush=True)
+
+
+def last_progress():
+    """The last progress line said, up to its count, or None."""
+    return _last[0] if _last else None
 
 
 class EpochProgress(keras.callbacks.Callback):

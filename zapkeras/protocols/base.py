@@ -10,7 +10,11 @@ configurable object:
 - `protocol(model, data, context)` runs it and returns its results section;
 - `columns(result)` gives its cells of the runner's comparison table and
   `figures(runs)` its plots over conditions, so the runner knows no
-  protocol's keys.
+  protocol's keys;
+- `result_keys()` declares, from the settings alone, the key paths of the
+  numbers its results section may hold, so `zapkeras.tune` can check an
+  objective before any trial (tests/test_result_keys.py holds each to what
+  a run writes).
 """
 
 import dataclasses
@@ -84,6 +88,22 @@ class Protocol:
         """{name: png} over conditions; `runs` maps each condition to its
         protocol instance after it ran."""
         return {}
+
+    def result_keys(self):
+        """The key paths ('by_lr.0.001.test_accuracy') of the numbers the
+        results section may hold with these settings; a part written
+        `<name>` stands for names known only when it runs (a layer's).
+        None: not declared, any key may be there."""
+        return None
+
+
+def result_paths(section, protocol):
+    """`protocol.result_keys()` under `section` ('transfer.sequential'),
+    or `section.<key>` (any key) when it declares none."""
+    keys = protocol.result_keys()
+    if keys is None:
+        return [f"{section}.<key>"]
+    return [f"{section}.{key}" for key in keys]
 
 
 def build_model(model_fn, num_classes, input_shape):

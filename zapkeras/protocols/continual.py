@@ -28,6 +28,7 @@ that counter with the rest of the optimizer state (Adam's bias correction
 restarts as with a new optimizer).
 """
 
+import inspect
 import json
 import time
 
@@ -359,6 +360,34 @@ class ContinualLearning(protocol_base.Protocol):
         self.online_window = online_window
         self.eval_batch_size = eval_batch_size
         self.checkpoint_every_epochs = checkpoint_every_epochs
+
+    def result_keys(self):
+        """continual_summary's numbers: `<model>_test_accuracy` for the
+        methods' eval models (Hare & Tortoise's tortoise), the accuracy
+        matrix metrics, the fresh baseline's (unless turned off) and the
+        problem's γ when its factory takes `smooth_shift`."""
+        keys = ["tasks", "online_accuracy", "test_accuracy"]
+        if any(
+            type(m).eval_models is not base.Method.eval_models
+            for m in base.methods_in(self.callbacks)
+        ):
+            keys.append("<model>_test_accuracy")
+        if self.accuracy_matrix:
+            keys += [
+                "average_accuracy",
+                "backward_transfer",
+                "forgetting",
+                "forward_transfer",
+            ]
+        if self.fresh_baseline is not False:  # None: the problem's default
+            keys += ["fresh_test_accuracy", "generalization_gap"]
+        try:
+            settings = inspect.signature(self.problem_fn).parameters
+        except (TypeError, ValueError):  # not a function: say all it may
+            settings = ("smooth_shift",)
+        if "smooth_shift" in settings:
+            keys.append("smooth_shift")
+        return keys + ["global_steps", "wall_seconds"]
 
     def check(self, data, seed=0):
         """Builds the problem on the data (its own checks) and returns it."""

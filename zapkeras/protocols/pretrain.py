@@ -25,6 +25,15 @@ def _columns(result):
     return {"pretrain val acc": f"{result['val_accuracy']:.3f}"}
 
 
+def _counter_keys(callbacks):
+    """'counters.<method>/<counter>' of the methods among `callbacks`."""
+    return [
+        f"counters.{method.name}/{counter}"
+        for method in base.methods_in(callbacks)
+        for counter in method.counter_names
+    ]
+
+
 @gin.configurable("iid_pretraining")
 class IidPretraining(protocol_base.Protocol):
     """Trains the model on i.i.d. batches of `data.train` (gin:
@@ -67,6 +76,17 @@ class IidPretraining(protocol_base.Protocol):
 
     def columns(self, result):
         return _columns(result)
+
+    def result_keys(self):
+        callbacks = [self.zapping] if self.zapping is not None else []
+        return [
+            "epochs",
+            "val_accuracy",
+            "val_loss",
+            "train_accuracy",
+            *_counter_keys(callbacks + list(self.callbacks)),
+            "wall_seconds",
+        ]
 
     def __call__(self, model, data, context):
         """Pretrains `model` (built under the strategy's scope) on
@@ -251,6 +271,15 @@ class AsbPretraining(protocol_base.Protocol):
 
     def columns(self, result):
         return _columns(result)
+
+    def result_keys(self):
+        return [
+            "episodes",
+            "val_accuracy",
+            "train_accuracy",
+            *_counter_keys(self.callbacks),
+            "wall_seconds",
+        ]
 
     def __call__(self, model, data, context):
         """Pretrains `model` on episodes of data.train; returns the

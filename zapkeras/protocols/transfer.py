@@ -137,6 +137,14 @@ class _Transfer:
                     self.context.writer.scalars(tag, mean, point["step"])
 
 
+_SUMMARY_KEYS = (
+    "test_accuracy",
+    "test_accuracy_std",
+    "train_accuracy",
+    "train_accuracy_std",
+)
+
+
 def _summarise(runs_by_lr):
     by_lr = {}
     for lr, runs in runs_by_lr.items():
@@ -206,6 +214,17 @@ class _Sweep(protocol_base.Protocol):
                 f"has {pool.num_classes} classes; choose "
                 f"1..{pool.num_classes}."
             )
+
+    def result_keys(self):
+        return [
+            *_SUMMARY_KEYS,
+            "best_lr",
+            *(
+                f"by_lr.{lr:g}.{key}"
+                for lr in self.learning_rates
+                for key in _SUMMARY_KEYS
+            ),
+        ]
 
     def columns(self, result):
         return {

@@ -106,6 +106,12 @@ class ZapDivergence(protocol_base.Protocol):
         )
         self.optimizer = optimizer
 
+    def result_keys(self):
+        return [
+            *(f"final_similarity.{lr:g}.<layer>" for lr in self.learning_rates),
+            "steps",
+        ]
+
     def __call__(self, model, data, context):
         arrays, final = {}, {}
         for lr in self.learning_rates:

@@ -3,18 +3,22 @@ the console banner, config.gin and results.json.
 
 Output layout (README "Outputs"): config.gin, results.json,
 tensorboard/[condition/], checkpoints/[condition/], curves/[condition/],
-plots/.
+plots/, and .zapkeras/identity.json (what identifies the run, see
+`zapkeras.outputs.run_dir`).
 """
 
 import os
 
 import keras
+import tensorflow as tf
+from absl import flags
 
 import gin
 import zapkeras
 from zapkeras.errors import UsageError
 from zapkeras.outputs import console
 from zapkeras.outputs import files
+from zapkeras.outputs import run_dir
 from zapkeras.outputs import tensorboard
 from zapkeras.protocols import base as protocol_base
 
@@ -74,8 +78,30 @@ class Runner:
             return protocol_base.build_model(model_fn, num_classes, input_shape)
 
     def start(self, description):
-        """Creates the output directory and says what runs where."""
+        """Claims the output directory and says what runs where.
+
+        Runs after every setting was checked and before anything is trained,
+        written or restored: a directory holding a run with other settings
+        is a UsageError on every worker (nothing in it changes), unless
+        `--overwrite` was given, which deletes that run first; then the
+        run's identity is recorded (see `zapkeras.outputs.run_dir`).
+        """
+        current = run_dir.identity(self.seed)
+        overwrite = _overwrite_flag()
+        differ = [] if overwrite else run_dir.check(self.output_dir, current)
+        if _on_any_worker(self.strategy, bool(differ)):
+            if differ:
+                raise run_dir.refusal(self.output_dir, differ)
+            raise UsageError(
+                "another worker's output directory holds a run with other "
+                "settings (its message lists them); every worker stops. "
+                "Rerun with that run's settings, choose another "
+                "--output_dir, or add --overwrite."
+            )
+        removed = []
         try:
+            if overwrite:
+                removed = run_dir.clear(self.output_dir)
             os.makedirs(self.output_dir, exist_ok=True)
             probe = os.path.join(self.output_dir, ".write-test")
             with open(probe, "w"):
@@ -86,6 +112,12 @@ class Runner:
                 f"--output_dir={self.output_dir!r} cannot be written "
                 f"({e.strerror}); choose a directory you can write to."
             ) from None
+        run_dir.record(self.output_dir, current)
+        if removed:
+            console.say(
+                f"--overwrite: deleted the previous run in {self.output_dir} "
+                f"({', '.join(removed)})"
+            )
         console.say(
             f"zapkeras {zapkeras.__version__}: {self.experiment} → "
             f"{self.output_dir}\n  {description}; "
@@ -110,3 +142,25 @@ class Runner:
             summary["conditions"] = results
         files.write_json(os.path.join(self.output_dir, "results.json"), summary)
         return summary
+
+
+def _overwrite_flag():
+    """`--overwrite` of `zapkeras.train` (False when the flags were not
+    parsed, e.g. a runner built from Python)."""
+    values = flags.FLAGS
+    return values.is_parsed() and "overwrite" in values and values.overwrite
+
+
+def _on_any_worker(strategy, flag):
+    """Whether `flag` holds on any worker: under MultiWorkerMirroredStrategy
+    a collective that every worker reaches, so all stop together; else
+    `flag` itself."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return flag
+
+    @tf.function
+    def count():
+        value = strategy.run(lambda: tf.constant(float(flag)))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+
+    return bool(count().numpy() > 0)

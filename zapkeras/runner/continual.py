@@ -38,6 +38,12 @@ class ContinualRunner(base.Runner):
     def protocols(self):
         return {"": [base.instance(self.protocol, "ContinualRunner.protocol")]}
 
+    def result_paths(self):
+        """The key paths of the numbers results.json's continual section
+        will hold (`Protocol.result_keys`), without loading any data."""
+        (protocol,) = self.protocols()[""]
+        return protocol_base.result_paths("continual", protocol)
+
     def run(self):
         (protocol,) = self.protocols()[""]  # settings first, then data
         train, test = continual_data.continual_dataset(

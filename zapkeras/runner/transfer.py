@@ -113,6 +113,23 @@ class TransferRunner(base.Runner):
     def protocols(self):
         return {c: p.all() for c, p in self._build_conditions().items()}
 
+    def result_paths(self):
+        """The key paths of the numbers results.json's sections will hold
+        (`Protocol.result_keys`), without loading any data."""
+        conditions = self._build_conditions()
+        named = list(conditions) != [""]  # as `finish` nests them
+        paths = []
+        for condition, protocols in conditions.items():
+            prefix = f"conditions.{condition}." if named else ""
+            sections = [
+                ("pretrain", protocols.pretraining),
+                *((f"transfer.{n}", p) for n, p in protocols.transfers.items()),
+                *((f"analyses.{n}", p) for n, p in protocols.analyses.items()),
+            ]
+            for section, protocol in sections:
+                paths += protocol_base.result_paths(prefix + section, protocol)
+        return paths
+
     def check(self, conditions, data):
         """The checks that need the data, before any training starts."""
         # A model that cannot be built (e.g. WIDTH = 0) fails here, outside
