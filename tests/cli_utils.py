@@ -1,5 +1,6 @@
 """Running `python -m zapkeras.<module>` the way a user does."""
 
+import json
 import os
 import signal
 import subprocess
@@ -75,26 +76,22 @@ def run_module_until(module, *args, trigger, env=None):
     """Runs the module and SIGKILLs it as soon as a stdout line contains
     `trigger` (as a preemption would); returns the exit status (-9 when
     killed)."""
-    env = {
-        **os.environ,
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        "PYTHONUNBUFFERED": "1",
-        **(env or {}),
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", module, *args],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    for line in proc.stdout:
-        if trigger in line:
-            proc.send_signal(signal.SIGKILL)
-            break
-    proc.stdout.close()
-    return proc.wait(timeout=600)
+    return signal_module_at(
+        module, *args, trigger=trigger, signum=signal.SIGKILL, env=env
+    ).returncode
+
+
+def results_without_wall_time(output_dir):
+    """results.json of a run, without its wall times (which differ)."""
+    with open(os.path.join(output_dir, "results.json")) as f:
+        results = json.load(f)
+
+    def strip(obj):
+        if isinstance(obj, dict):
+            return {k: strip(v) for k, v in obj.items() if k != "wall_seconds"}
+        return obj
+
+    return strip(results)
 
 
 def signal_module_at(module, *args, trigger, signum, env=None):

@@ -8,23 +8,11 @@ import os
 import pytest
 
 from tests.cli_utils import run_module
+from tests.test_bad_inputs import EMBEDDED_ASB
+from tests.test_bad_inputs import QUICK as QUICK_CONFIG
+from tests.test_bad_inputs import TINY
 
-QUICK = [
-    "--gin_file=gin/quickstart.gin",
-    "--gin_param=WIDTH = 4",
-    "--gin_param=PRETRAIN_CLASSES = 12",
-    "--gin_param=glyph_class_sets.evaluation_classes = 10",
-    "--gin_param=PRETRAIN_EPOCHS = 1",
-    "--gin_param=TRANSFER_CLASSES = 4",
-    "--gin_param=TRANSFER_RUNS = 1",
-]
-ASB = [
-    "--gin_file=gin/omniglot/asb_zap.gin",
-    "--gin_param=load_class_sets.name = 'embedded'",
-    "--gin_param=glyph_class_sets.background_classes = 20",
-    "--gin_param=glyph_class_sets.evaluation_classes = 10",
-    "--gin_param=PRETRAIN_CLASSES = None",
-]
+QUICK = [QUICK_CONFIG, *TINY]
 
 
 def _continual(config):
@@ -68,12 +56,20 @@ CASES = {
     ),
     "zap-every-scalar": (QUICK, "Zapping.every = 1", "Zapping.every"),
     "inner-steps-float": (
-        ASB,
+        EMBEDDED_ASB,
         "asb_pretraining.inner_steps = 2.5",
         "inner_steps",
     ),
-    "remember-string": (ASB, "asb_pretraining.remember = 'x'", "remember"),
-    "episodes-list": (ASB, "PRETRAIN_EPISODES = [1]", "PRETRAIN_EPISODES"),
+    "remember-string": (
+        EMBEDDED_ASB,
+        "asb_pretraining.remember = 'x'",
+        "remember",
+    ),
+    "episodes-list": (
+        EMBEDDED_ASB,
+        "PRETRAIN_EPISODES = [1]",
+        "PRETRAIN_EPISODES",
+    ),
     # Continual problems and methods.
     "tasks-string": (PERMUTED, "TASKS = 'x'", "TASKS"),
     "continual-batch-float": (

@@ -2,12 +2,12 @@
 Ctrl-C / SIGTERM ending a run with one line (exit 130 / 143) that the same
 command resumes exactly, and no TensorFlow start-up log on the terminal."""
 
-import json
 import os
 import signal
 
 import pytest
 
+from tests.cli_utils import results_without_wall_time
 from tests.cli_utils import run_module
 from tests.cli_utils import signal_module_at
 from zapkeras import quiet
@@ -138,18 +138,6 @@ TINY = [
 ]
 
 
-def _results(out):
-    with open(os.path.join(out, "results.json")) as f:
-        results = json.load(f)
-
-    def strip(obj):
-        if isinstance(obj, dict):
-            return {k: strip(v) for k, v in obj.items() if k != "wall_seconds"}
-        return obj
-
-    return strip(results)
-
-
 def _assert_one_stop_line(proc, signum, out):
     name = signal.Signals(signum).name
     assert proc.returncode == 128 + signum, proc.stderr[-3000:]
@@ -193,7 +181,7 @@ def test_sigint_and_sigterm_stop_with_one_line_and_resume_exactly(tmp_path):
     assert "checkpoints/iid/transfer/sequential.json" in proc.stderr
     proc = run_module("zapkeras.train", *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert _results(cut) == _results(whole)
+    assert results_without_wall_time(cut) == results_without_wall_time(whole)
 
 
 @pytest.mark.slow

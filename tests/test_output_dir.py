@@ -5,13 +5,13 @@ not reuse a cell directory that holds another run, and every worker of a
 multi-worker run stops when one worker's directory holds another run."""
 
 import hashlib
-import json
 import os
 import shutil
 
 import pytest
 
 from pipelines import grid
+from tests.cli_utils import results_without_wall_time
 from tests.cli_utils import run_module
 from tests.test_multi_worker import _launch_cluster
 from tests.test_train_cli import TINY
@@ -30,18 +30,6 @@ def _tree(path):
                     f.read()
                 ).hexdigest()
     return digests
-
-
-def _results(out):
-    with open(os.path.join(out, "results.json")) as f:
-        results = json.load(f)
-
-    def strip(obj):
-        if isinstance(obj, dict):
-            return {k: strip(v) for k, v in obj.items() if k != "wall_seconds"}
-        return obj
-
-    return strip(results)
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +54,11 @@ def test_other_settings_exit_2_and_change_nothing(finished):
 
 
 def test_same_settings_resume(finished):
-    before = _results(finished)
+    before = results_without_wall_time(finished)
     proc = run_module("zapkeras.train", *TINY, f"--output_dir={finished}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "epoch 1/2" not in proc.stdout  # nothing retrained
-    assert _results(finished) == before
+    assert results_without_wall_time(finished) == before
 
 
 def test_overwrite_starts_afresh_and_keeps_foreign_files(finished, tmp_path):
@@ -88,7 +76,10 @@ def test_overwrite_starts_afresh_and_keeps_foreign_files(finished, tmp_path):
         assert "WIDTH = 12" in f.read()
     with open(os.path.join(out, "notes.txt")) as f:
         assert f.read() == "mine"
-    assert _results(out)["conditions"].keys() == {"iid", "iid_zap"}
+    assert results_without_wall_time(out)["conditions"].keys() == {
+        "iid",
+        "iid_zap",
+    }
 
 
 def _cell(*extra):

@@ -2,13 +2,13 @@
 started again with the same command finishes with the results.json of an
 uninterrupted run (wall times aside)."""
 
-import json
 import os
 import signal
 
 import pytest
 
 from tests.cli_utils import SEQUENTIAL_ONLY
+from tests.cli_utils import results_without_wall_time
 from tests.cli_utils import run_module
 from tests.cli_utils import run_module_until
 
@@ -47,18 +47,6 @@ CASES = {
 }
 
 
-def _results(out):
-    with open(os.path.join(out, "results.json")) as f:
-        results = json.load(f)
-
-    def strip(obj):
-        if isinstance(obj, dict):
-            return {k: strip(v) for k, v in obj.items() if k != "wall_seconds"}
-        return obj
-
-    return strip(results)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES)
 def test_killed_run_resumes_to_the_uninterrupted_results(case, tmp_path):
@@ -74,4 +62,4 @@ def test_killed_run_resumes_to_the_uninterrupted_results(case, tmp_path):
     assert not os.path.exists(os.path.join(cut, "results.json"))
     proc = run_module("zapkeras.train", *args, f"--output_dir={cut}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert _results(cut) == _results(whole)
+    assert results_without_wall_time(cut) == results_without_wall_time(whole)
