@@ -12,7 +12,7 @@ import keras
 
 import gin
 from zapkeras import data as data_lib
-from zapkeras import validate
+from zapkeras import settings
 from zapkeras.errors import UsageError
 from zapkeras.methods import base
 from zapkeras.outputs import checkpoints
@@ -35,6 +35,7 @@ def _counter_keys(callbacks):
 
 
 @gin.configurable("iid_pretraining")
+@settings.declared("iid_pretraining")
 class IidPretraining(protocol_base.Protocol):
     """Trains the model on i.i.d. batches of `data.train` (gin:
     `iid_pretraining`).
@@ -51,26 +52,17 @@ class IidPretraining(protocol_base.Protocol):
     def __init__(
         self,
         *,
-        epochs=10,
-        batch_size=256,
-        learning_rate=1e-3,
+        epochs: settings.PositiveInt = 10,
+        batch_size: settings.PositiveInt = 256,
+        learning_rate: settings.PositiveNumber = 1e-3,
         optimizer=keras.optimizers.Adam,
         zapping=None,
         callbacks=(),
-        log_every_n_steps=10,
+        log_every_n_steps: settings.PositiveInt = 10,
     ):
-        self.epochs = validate.positive_int(
-            epochs, "iid_pretraining.epochs", example=10
-        )
-        self.batch_size = validate.positive_int(
-            batch_size, "iid_pretraining.batch_size", example=256
-        )
-        self.learning_rate = validate.positive_number(
-            learning_rate, "iid_pretraining.learning_rate", example=1e-3
-        )
-        self.log_every_n_steps = validate.positive_int(
-            log_every_n_steps, "iid_pretraining.log_every_n_steps"
-        )
+        self.epochs, self.batch_size = epochs, batch_size
+        self.learning_rate = learning_rate
+        self.log_every_n_steps = log_every_n_steps
         self.optimizer = optimizer
         self.zapping, self.callbacks = zapping, tuple(callbacks)
 
@@ -189,6 +181,7 @@ def _evaluate(model, images, batch_size, seed):
 
 
 @gin.configurable("asb_pretraining")
+@settings.declared("asb_pretraining")
 class AsbPretraining(protocol_base.Protocol):
     """ASB or Meta-ASB pretraining (frati2024 Alg. 1; docs/reference_codes.md
     §1.2-1.3); gin: `asb_pretraining`.
@@ -216,43 +209,25 @@ class AsbPretraining(protocol_base.Protocol):
     def __init__(
         self,
         *,
-        meta=False,
-        zap=True,
-        episodes=9000,
-        episodes_per_epoch=500,
-        inner_steps=20,
-        remember=64,
-        inner_learning_rate=0.1,
-        learning_rate=1e-3,
+        meta: settings.Bool = False,
+        zap: settings.Bool = True,
+        episodes: settings.PositiveInt = 9000,
+        episodes_per_epoch: settings.PositiveInt = 500,
+        inner_steps: settings.PositiveInt = 20,
+        remember: settings.NonNegativeInt = 64,
+        inner_learning_rate: settings.NonNegativeNumber = 0.1,
+        learning_rate: settings.PositiveNumber = 1e-3,
         optimizer=keras.optimizers.Adam,
-        first_order=False,
+        first_order: settings.Bool = False,
         inner_layers=None,
-        zap_reset_bias=True,
-        zap_reset_optimizer=False,
+        zap_reset_bias: settings.Bool = True,
+        zap_reset_optimizer: settings.Bool = False,
         callbacks=(),
     ):
-        setting = "asb_pretraining."
-        self.episodes = validate.positive_int(
-            episodes, setting + "episodes", example=9000
-        )
-        self.episodes_per_epoch = validate.positive_int(
-            episodes_per_epoch, setting + "episodes_per_epoch", example=500
-        )
-        self.learning_rate = validate.positive_number(
-            learning_rate, setting + "learning_rate", example=1e-3
-        )
-        self.inner_steps = validate.positive_int(
-            inner_steps, setting + "inner_steps (K)", example=20
-        )
-        self.remember = validate.non_negative_int(
-            remember, setting + "remember (R)", example=64
-        )
-        self.inner_learning_rate = validate.non_negative_number(
-            inner_learning_rate,
-            setting + "inner_learning_rate",
-            example=0.1,
-            note="(Omniglot reference)",
-        )
+        self.episodes, self.episodes_per_epoch = episodes, episodes_per_epoch
+        self.learning_rate = learning_rate
+        self.inner_steps, self.remember = inner_steps, remember
+        self.inner_learning_rate = inner_learning_rate
         self.meta, self.zap, self.first_order = meta, zap, first_order
         self.optimizer = optimizer
         self.inner_layers = inner_layers
