@@ -35,6 +35,7 @@ import time
 
 import gin
 from pipelines import progress
+from zapkeras import configs
 from zapkeras.outputs import files
 from zapkeras.outputs import run_dir as run_dir_lib
 
@@ -179,7 +180,8 @@ def _gin_ready():
     """Registers the configurables; includes resolve from the repository."""
     import zapkeras.gin_imports  # noqa: F401
 
-    gin.add_config_file_search_path(REPO)
+    for path in configs.search_paths(()):
+        gin.add_config_file_search_path(path)
 
 
 def identity(run):
@@ -189,11 +191,12 @@ def identity(run):
     _gin_ready()
     gin.clear_config()
     try:
-        gin.parse_config_files_and_bindings(
-            [os.path.join(REPO, f) for f in run.gin_files],
-            list(run.params),
-            skip_unknown=False,
-        )
+        with configs.quiet_include_misses():
+            gin.parse_config_files_and_bindings(
+                [configs.find(f) or f for f in run.gin_files],
+                list(run.params),
+                skip_unknown=False,
+            )
         return run_dir_lib.identity(run.seed)
     except Exception:  # any parse error: the run itself reports it
         return None

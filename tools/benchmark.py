@@ -50,7 +50,10 @@ import sys
 import tempfile
 import time
 
-import zapkeras  # noqa: F401  # backend and TF settings first  # isort: skip
+from zapkeras import environment  # isort: skip
+
+environment.prepare()  # a command's environment, before TensorFlow loads
+
 import keras
 import numpy as np
 import tensorflow as tf

@@ -19,10 +19,14 @@ from absl import flags
 
 import gin
 from zapkeras import command
+from zapkeras import configs
 from zapkeras.errors import UsageError
 
 flags.DEFINE_multi_string(
-    "gin_file", None, "Gin config file(s); they compose left to right."
+    "gin_file",
+    None,
+    "Gin config file(s), or shipped configs by name (omniglot/asb_zap.gin);"
+    " they compose left to right.",
 )
 flags.DEFINE_multi_string(
     "gin_param", [], "Gin binding(s), applied after the files."
@@ -70,7 +74,7 @@ def parse_flags(argv):
     if len(rest) > 1:
         fail(f"unexpected arguments {rest[1:]}; every setting is a --flag.")
     if not FLAGS.gin_file:
-        fail("--gin_file is required, e.g. --gin_file=gin/quickstart.gin.")
+        fail("--gin_file is required, e.g. --gin_file=quickstart.gin.")
     return rest
 
 
@@ -101,35 +105,35 @@ def resume_hint(output_dir):
     return f"run the same command with --output_dir={output_dir} to resume"
 
 
-def _gin_search_paths(gin_files):
-    """Includes are written relative to the folder that holds `gin/`."""
-    paths = set()
+def gin_paths(gin_files):
+    """Each --gin_file as a path: a local file, or the shipped config it
+    names (`omniglot/asb_zap.gin`); a UsageError when it is neither."""
+    found = []
     for path in gin_files:
-        folder = os.path.dirname(os.path.abspath(path))
-        while folder != os.path.dirname(folder):
-            if os.path.basename(folder) == "gin":
-                paths.add(os.path.dirname(folder))
-            folder = os.path.dirname(folder)
-    return sorted(paths)
+        full = configs.find(path)
+        if full is None:
+            raise UsageError(
+                f"--gin_file={path!r} is neither a file nor a shipped "
+                "config; give a path, or a shipped config's name such as "
+                "quickstart.gin or omniglot/asb_zap.gin."
+            )
+        found.append(full)
+    return found
 
 
 def parse_gin(gin_files, bindings):
     """Parses gin files and bindings; unknown names are a UsageError."""
     import zapkeras.gin_imports  # noqa: F401  (registers configurables)
 
-    for path in gin_files:
-        if not os.path.isfile(path):
-            raise UsageError(
-                f"--gin_file={path!r} does not exist; configs are under gin/, "
-                "e.g. gin/quickstart.gin."
-            )
+    gin_files = gin_paths(gin_files)
     gin.clear_config()
-    for path in _gin_search_paths(gin_files):
+    for path in configs.search_paths(gin_files):
         gin.add_config_file_search_path(path)
     try:
-        gin.parse_config_files_and_bindings(
-            gin_files, bindings, skip_unknown=False
-        )
+        with configs.quiet_include_misses():
+            gin.parse_config_files_and_bindings(
+                gin_files, bindings, skip_unknown=False
+            )
     except (
         ValueError,
         KeyError,
@@ -148,7 +152,7 @@ def parse_gin(gin_files, bindings):
 
 def experiment_name(gin_files):
     """'omniglot/iid_zap' for gin/omniglot/iid_zap.gin."""
-    path = os.path.abspath(gin_files[-1])
+    path = os.path.abspath(configs.find(gin_files[-1]) or gin_files[-1])
     parts = os.path.splitext(path)[0].split(os.sep)
     if "gin" in parts:
         parts = parts[len(parts) - parts[::-1].index("gin") :]

@@ -48,14 +48,20 @@ def flag_line(flag):
     return f"  {head.ljust(_NAME_WIDTH)}  {text}".rstrip()
 
 
-def short_help(module=None):
+_main_module = "__main__"  # the module whose main `run` runs
+
+
+def short_help():
     """The first paragraph of the main module's docstring and its key
-    flags (absl's sense: the ones it defines or adopts), one line each."""
-    module = sys.argv[0] if module is None else module
-    doc = (sys.modules["__main__"].__doc__ or "").strip()
+    flags (absl's sense: the ones it defines or adopts), one line each.
+    The main module is `__main__` under `python -m` (absl names it by
+    sys.argv[0]), or the module a console script imported."""
+    module = sys.modules[_main_module]
+    name = sys.argv[0] if _main_module == "__main__" else _main_module
+    doc = (module.__doc__ or "").strip()
     lines = [doc.split("\n\n")[0] if doc else f"usage: {sys.argv[0]}", ""]
     lines += ["flags:"]
-    lines += [flag_line(f) for f in FLAGS.get_key_flags_for_module(module)]
+    lines += [flag_line(f) for f in FLAGS.get_key_flags_for_module(name)]
     lines += [
         "",
         "--helpfull: every flag (absl's, TensorFlow's ...); --verbosity=0: "
@@ -153,6 +159,8 @@ def run(main, program, flags_parser=app.parse_flags_with_usage):
     TensorFlow's start-up log held back (zapkeras/quiet.py) from the end of
     flag parsing to main: absl's init callbacks run there, and one of
     TensorFlow's looks for GPUs."""
+    global _main_module
+    _main_module = main.__module__
     init = contextlib.ExitStack()
 
     def parse(argv):

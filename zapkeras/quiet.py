@@ -76,6 +76,21 @@ def keep(text, min_level):
     return "".join(kept)
 
 
+class _Through:
+    """sys.stderr while C++'s output is held back: writes go to `during`
+    (the terminal), and after the block to `after` (sys.stderr as it was),
+    so a logging handler made in the block keeps a working stream."""
+
+    def __init__(self, during, after):
+        self.during, self.after = during, after
+
+    def write(self, text):
+        return (self.during or self.after).write(text)
+
+    def __getattr__(self, name):
+        return getattr(self.during or self.after, name)
+
+
 @contextlib.contextmanager
 def startup_log(min_level=None, python_through=True):
     """Holds back what C++ writes to the standard error in the block, then
@@ -94,12 +109,14 @@ def startup_log(min_level=None, python_through=True):
         original, "w", closefd=False, errors="backslashreplace"
     ) as straight:
         os.dup2(held.fileno(), 2)
+        through = _Through(straight, python_stderr)
         if python_through:
-            sys.stderr = straight
+            sys.stderr = through
         try:
             yield
         finally:
             sys.stderr.flush()
+            through.during = None
             sys.stderr = python_stderr
             os.dup2(original, 2)
             os.close(original)

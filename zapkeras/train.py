@@ -59,5 +59,10 @@ def main(argv):
     cli.main_guard(lambda: run(argv))
 
 
-if __name__ == "__main__":
+def console_main():
+    """The `zapkeras-train` console script."""
     cli.run(main)
+
+
+if __name__ == "__main__":
+    console_main()

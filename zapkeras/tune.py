@@ -247,5 +247,10 @@ def main(argv):
     return cli.main_guard(lambda: run(argv))
 
 
-if __name__ == "__main__":
+def console_main():
+    """The `zapkeras-tune` console script."""
     cli.run(main)
+
+
+if __name__ == "__main__":
+    console_main()
