@@ -1,6 +1,6 @@
 """Gin wiring (Dopamine's gin_config_test pattern): every shipped config
-parses with the real configurables, exposes the SPEC §2 macros, and binds
-what it claims to."""
+parses with the real configurables, exposes the shared macros (README
+"Configuration"), and binds what it claims to."""
 
 import glob
 import os
