@@ -90,13 +90,11 @@ def test_combo_runs_and_every_method_acts(combo, tmp_path):
     assert results["experiment"] == f"combos/{combo}"
     if "continual" in results:
         found = results["continual"]["counters_per_task"]
-        prefix = "continual/methods/"
     else:
         found = results["pretrain"]["counters"]
-        prefix = "pretrain/epoch_method/"
         assert results["transfer"]["sequential"]["test_accuracy"] >= 0.0
     for counter in counters:
         assert _final(found[counter]) > 0, (counter, found)
     tags = read_scalar_tags(os.path.join(out, "tensorboard"))
-    missing = [c for c in counters if prefix + c not in tags]
+    missing = [c for c in counters if f"method/{c}" not in tags]
     assert not missing, sorted(tags)

@@ -76,9 +76,12 @@ def test_writes_every_spec_output(quick_run):
 
 def test_tensorboard_tags_are_namespaced(quick_run):
     out, _ = quick_run
-    tags = read_scalar_tags(os.path.join(out, "tensorboard", "iid_zap"))
+    logdir = os.path.join(out, "tensorboard", "iid_zap")
+    tags = read_scalar_tags(os.path.join(logdir, "train"))
     assert "pretrain/loss" in tags
-    assert "pretrain/epoch_val_accuracy" in tags
+    assert "pretrain/epoch_accuracy" in tags
+    validation = read_scalar_tags(os.path.join(logdir, "validation"))
+    assert "pretrain/epoch_accuracy" in validation
     assert "transfer/sequential/best_lr/test_accuracy_seen" in tags
     assert "transfer/sequential/lr_0.01/train_accuracy_all" in tags
 

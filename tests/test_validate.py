@@ -251,17 +251,23 @@ CONFIGURABLES = [
     (lambda: RegenerativeL2(None), "RegenerativeL2.strength"),
     (lambda: SpectralDecoupling("1"), "SpectralDecoupling.lam"),
     (lambda: base.Method(seed="0"), "Method.seed"),
-    (lambda: models.frati_convnet(10, width="abc"), "WIDTH = 'abc'"),
-    (lambda: models.frati_convnet(10, width=2.5), "WIDTH = 2.5"),
-    (lambda: models.frati_convnet(10, image_size="28"), "IMAGE_SIZE"),
-    (lambda: models.anml(10, width=None), "WIDTH = None"),
+    (
+        lambda: models.frati_convnet(10, width="abc"),
+        "frati_convnet.width = 'abc'",
+    ),
+    (lambda: models.frati_convnet(10, width=2.5), "frati_convnet.width = 2.5"),
+    (
+        lambda: models.frati_convnet(10, image_size="28"),
+        "frati_convnet.image_size",
+    ),
+    (lambda: models.anml(10, width=None), "anml.width = None"),
     (
         lambda: models.mlp(10, input_shape=(4,), depth=2.5),
         "mlp.depth = 2.5",
     ),
     (
         lambda: models.mlp(10, input_shape=(4,), width="8"),
-        "WIDTH = '8'",
+        "mlp.width = '8'",
     ),
     (lambda: models.resnet18(10, blocks=2), "resnet18.blocks = 2"),
     (lambda: models.resnet18(10, width=1.5), "resnet18.width"),
@@ -300,9 +306,9 @@ def test_asb_and_zap_settings_raise_usage_errors():
     with pytest.raises(UsageError, match="num_replicas = 2.0"):
         episode_batches(tf.data.Dataset.range(2), 2.0)
     head = model.get_layer("classifier")
-    with pytest.raises(UsageError, match="zap seed = -1"):
+    with pytest.raises(UsageError, match="zap.seed = -1"):
         zap(head, [0], seed=-1)
-    with pytest.raises(UsageError, match="zap seed = 'x'"):
+    with pytest.raises(UsageError, match="zap.seed = 'x'"):
         zap(head, [0], seed="x")
     assert ASB(model, np.float32(0.5), seed=np.int64(3)).seed == 3
 

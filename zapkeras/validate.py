@@ -238,7 +238,7 @@ def one_of(value, choices, setting, *, hint=None):
             return choice
     if hint is None:
         hint = f"use one of {', '.join(map(repr, choices))}."
-    raise UsageError(f"{setting} = {_show(value)}; {hint}")
+    raise UsageError(f"{_with_macro(setting)} = {_show(value)}; {hint}")
 
 
 def sequence(

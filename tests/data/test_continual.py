@@ -166,8 +166,8 @@ def test_class_incremental_new_classes_only():
     "kwargs, setting",
     [
         ({"tasks": 4, "classes_first": 2, "classes_per_task": 2}, "classes"),
-        ({"tasks": 0}, "TASKS"),
-        ({"tasks": 2, "epochs_per_task": 0}, "EPOCHS_PER_TASK"),
+        ({"tasks": 0}, "class_incremental_tasks.tasks"),
+        ({"tasks": 2, "epochs_per_task": 0}, "epochs_per_task"),
         ({"tasks": 2, "validation_fraction": 1.0}, "validation_fraction"),
     ],
 )

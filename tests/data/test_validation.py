@@ -81,14 +81,14 @@ CASES = {
     "load_class_sets": (
         _load_class_sets,
         [
-            ({"image_size": None}, "IMAGE_SIZE (load_class_sets.image_size)"),
-            ({"image_size": "28"}, "IMAGE_SIZE"),
-            ({"image_size": 0}, "IMAGE_SIZE"),
-            ({"image_size": 28.0}, "IMAGE_SIZE"),
-            ({"image_size": True}, "IMAGE_SIZE"),
-            ({"pretrain_classes": "abc"}, "PRETRAIN_CLASSES"),
-            ({"pretrain_classes": 2.5}, "PRETRAIN_CLASSES"),
-            ({"pretrain_classes": 0}, "PRETRAIN_CLASSES"),
+            ({"image_size": None}, "load_class_sets.image_size"),
+            ({"image_size": "28"}, "load_class_sets.image_size"),
+            ({"image_size": 0}, "load_class_sets.image_size"),
+            ({"image_size": 28.0}, "load_class_sets.image_size"),
+            ({"image_size": True}, "load_class_sets.image_size"),
+            ({"pretrain_classes": "abc"}, "load_class_sets.pretrain_classes"),
+            ({"pretrain_classes": 2.5}, "load_class_sets.pretrain_classes"),
+            ({"pretrain_classes": 0}, "load_class_sets.pretrain_classes"),
             ({"seed": -1}, "load_class_sets.seed"),
             ({"seed": "0"}, "load_class_sets.seed"),
             (
@@ -155,12 +155,12 @@ CASES = {
     "permuted_tasks": (
         PERMUTED,
         [
-            ({"tasks": 2.5}, "TASKS (permuted_tasks.tasks)"),
-            ({"tasks": "x"}, "TASKS"),
-            ({"tasks": None}, "TASKS"),
-            ({"tasks": 0}, "TASKS"),
-            ({"epochs_per_task": "1"}, "EPOCHS_PER_TASK"),
-            ({"epochs_per_task": 0}, "EPOCHS_PER_TASK"),
+            ({"tasks": 2.5}, "permuted_tasks.tasks"),
+            ({"tasks": "x"}, "permuted_tasks.tasks"),
+            ({"tasks": None}, "permuted_tasks.tasks"),
+            ({"tasks": 0}, "permuted_tasks.tasks"),
+            ({"epochs_per_task": "1"}, "permuted_tasks.epochs_per_task"),
+            ({"epochs_per_task": 0}, "permuted_tasks.epochs_per_task"),
             ({"seed": -1}, "--seed"),
             ({"seed": 1.5}, "--seed"),
         ],
@@ -168,8 +168,8 @@ CASES = {
     "class_incremental_tasks": (
         CLASS_INCREMENTAL,
         [
-            ({"tasks": (2,)}, "TASKS (class_incremental_tasks.tasks)"),
-            ({"epochs_per_task": -1}, "EPOCHS_PER_TASK"),
+            ({"tasks": (2,)}, "class_incremental_tasks.tasks"),
+            ({"epochs_per_task": -1}, "epochs_per_task"),
             ({"classes_first": "x"}, "class_incremental_tasks.classes_first"),
             ({"classes_first": 0}, "class_incremental_tasks.classes_first"),
             (
@@ -191,8 +191,8 @@ CASES = {
     "warm_start_tasks": (
         WARM_START,
         [
-            ({"tasks": "2"}, "TASKS (warm_start_tasks.tasks)"),
-            ({"epochs_per_task": 2.5}, "EPOCHS_PER_TASK"),
+            ({"tasks": "2"}, "warm_start_tasks.tasks"),
+            ({"epochs_per_task": 2.5}, "warm_start_tasks.epochs_per_task"),
             ({"first_ratio": "x"}, "warm_start_tasks.first_ratio"),
             ({"first_ratio": 0}, "warm_start_tasks.first_ratio"),
             ({"first_ratio": 1.0}, "warm_start_tasks.first_ratio"),
@@ -222,9 +222,9 @@ CASES = {
     "multi_stage_tasks": (
         MULTI_STAGE,
         [
-            ({"tasks": 2.0}, "TASKS (multi_stage_tasks.tasks)"),
+            ({"tasks": 2.0}, "multi_stage_tasks.tasks"),
             ({"tasks": 5}, "TASKS (multi_stage_tasks.tasks) = 5"),
-            ({"epochs_per_task": None}, "EPOCHS_PER_TASK"),
+            ({"epochs_per_task": None}, "multi_stage_tasks.epochs_per_task"),
             ({"uniform_ratio": "x"}, "multi_stage_tasks.uniform_ratio"),
             ({"uniform_ratio": 1.5}, "multi_stage_tasks.uniform_ratio"),
             ({"first_epochs": -1}, "multi_stage_tasks.first_epochs"),

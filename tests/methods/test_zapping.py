@@ -1,4 +1,4 @@
-"""zap() and the Zapping callback (frati2024 §2.1.1, SPEC §5): exactly the
+"""zap() and the Zapping callback (frati2024 §2.1.1): exactly the
 chosen units change, with the Kaiming std, optimizer slots follow, draws are
 seeded, and mirrored replicas stay identical."""
 

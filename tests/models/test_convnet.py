@@ -1,5 +1,5 @@
 """frati2024's small convnet: shapes, names, reference init, body/head
-split (reference-implementations.md §1.5)."""
+split (docs/reference_codes.md §1.5)."""
 
 import keras
 import numpy as np
@@ -90,9 +90,9 @@ def test_feature_extractor_needs_a_classifier():
 @pytest.mark.parametrize(
     "kwargs, setting",
     [
-        ({"image_size": 32}, "IMAGE_SIZE"),
+        ({"image_size": 32}, "frati_convnet.image_size"),
         ({"init": "xavier"}, "frati_convnet.init"),
-        ({"width": 0}, "WIDTH"),
+        ({"width": 0}, "frati_convnet.width"),
     ],
 )
 def test_bad_settings_raise_usage_error(kwargs, setting):

@@ -1,5 +1,5 @@
 """InstanceNorm and ReparamLayerNorm: statistics, exact second-order
-gradients (Meta-ASB, ecosystem-notes.md §0 item 11) and serialisation;
+gradients (Meta-ASB, docs/keras_notes.md §7) and serialisation;
 CReLU; PyTorch's adaptive average pooling."""
 
 import keras

@@ -43,9 +43,9 @@ def test_oml_has_six_strided_convs_to_2304_features_and_a_two_layer_pln():
 
 
 def test_sizes_other_than_the_papers_are_usage_errors():
-    with pytest.raises(UsageError, match="IMAGE_SIZE"):
+    with pytest.raises(UsageError, match="anml.image_size"):
         meta_learners.anml(10, image_size=84)
-    with pytest.raises(UsageError, match="IMAGE_SIZE"):
+    with pytest.raises(UsageError, match="oml.image_size"):
         meta_learners.oml(10, image_size=28)
 
 

@@ -56,8 +56,8 @@ def test_reference_init_is_kaiming_normal_with_zero_bias():
     assert not model.get_layer("classifier").bias.numpy().any()
 
 
-def test_bad_layer_norm_names_the_macro():
-    with pytest.raises(UsageError, match="LAYER_NORM"):
+def test_bad_layer_norm_names_the_setting():
+    with pytest.raises(UsageError, match="mlp.layer_norm"):
         models.mlp(10, input_shape=(4,), layer_norm="batch")
 
 

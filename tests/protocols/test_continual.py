@@ -155,9 +155,8 @@ def test_outputs_tensorboard_curves_and_plots(permuted):
     out, _, _ = permuted
     tags = read_scalar_tags(os.path.join(out, "tensorboard"))
     for tag in (
-        "task_000/online_accuracy",
-        "task_000/loss",
-        "task_002/test_accuracy",
+        "continual/steps/online_accuracy",
+        "continual/steps/loss",
         "continual/test_accuracy",
         "continual/online_accuracy",
         "continual/diagnostics/dead_fraction",

@@ -93,6 +93,10 @@ class _Writer:
     def scalars(self, prefix, values, step):
         self.rows.append((prefix, dict(values), step))
 
+    def fit_logs(self, prefix, logs, step, name="{}"):
+        values = {name.format(k): v for k, v in (logs or {}).items()}
+        self.rows.append((prefix, values, step))
+
 
 def _model():
     inputs = keras.Input((2,))
@@ -111,7 +115,7 @@ def test_online_accuracy_is_each_batch_before_its_update():
     seen.compile(model, keras.optimizers.SGD(0.0))
     writer = _Writer()
     recorder = task_training.BatchRecorder(writer, window=2, global_step=7)
-    recorder.begin("task_000")
+    recorder.begin()
     batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)  # 4, 4, 2
     model.fit(batches, epochs=2, callbacks=[recorder], shuffle=False, verbose=0)
     logits = model(x).numpy()  # lr 0: the same model before every batch
@@ -127,11 +131,11 @@ def test_online_accuracy_is_each_batch_before_its_update():
     assert recorder.global_step == 13
     windows = [r for r in writer.rows if "online_accuracy" in r[1]]
     assert [step for _, _, step in windows] == [9, 11, 13]
-    assert windows[0][0] == "task_000"
+    assert windows[0][0] == "continual/steps"
     # with learning, the first batch is still measured before its update
     model.set_weights(initial)
     seen.compile(model, keras.optimizers.SGD(1.0))
-    recorder.begin("task_001")
+    recorder.begin()
     model.fit(batches.take(1), callbacks=[recorder], shuffle=False, verbose=0)
     assert recorder.accuracy == pytest.approx([per_batch[0]])
     assert model.get_weights()[0].tolist() != initial[0].tolist()

@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 import gin
+from zapkeras import settings
 from zapkeras import validate
 from zapkeras.data import streams
 from zapkeras.data.continual_sources import continual_dataset
@@ -259,42 +260,45 @@ class ClassIncrementalProblem(Problem):
         return {**super().describe(), "classes_seen": list(self.seen)}
 
 
-def check_tasks(setting, tasks, epochs):
-    """(tasks, epochs per task) of configurable `setting`, as ints ≥ 1."""
-    tasks = validate.positive_int(tasks, f"TASKS ({setting}.tasks)", example=10)
-    epochs = validate.positive_int(
-        epochs, f"EPOCHS_PER_TASK ({setting}.epochs_per_task)", example=1
-    )
-    return tasks, epochs
-
-
 def check_seed(seed):
     """The run seed every problem's random streams start from."""
     return validate.non_negative_int(seed, "--seed")
 
 
 @gin.configurable(denylist=["train", "test", "seed"])
-def permuted_tasks(train, test, seed, *, tasks=1000, epochs_per_task=1):
+@settings.declared("permuted_tasks")
+def permuted_tasks(
+    train,
+    test,
+    seed,
+    *,
+    tasks: settings.PositiveInt = 1000,
+    epochs_per_task: settings.PositiveInt = 1,
+):
     """Permuted inputs (reference: MNIST, 1000 tasks, one epoch each)."""
     seed = check_seed(seed)
-    tasks, epochs_per_task = check_tasks(
-        "permuted_tasks", tasks, epochs_per_task
-    )
     return PermutedProblem(train, test, seed, tasks, epochs_per_task)
 
 
+_ValidationFraction = settings.Fraction(
+    high_open=True,
+    note="The per-class share held out for validation (0: none).",
+)
+
+
 @gin.configurable(denylist=["train", "test", "seed"])
+@settings.declared("class_incremental_tasks")
 def class_incremental_tasks(
     train,
     test,
     seed,
     *,
-    tasks=20,
-    epochs_per_task=100,
-    classes_first=5,
-    classes_per_task=5,
-    accumulate=True,
-    validation_fraction=0.1,
+    tasks: settings.PositiveInt = 20,
+    epochs_per_task: settings.PositiveInt = 100,
+    classes_first: settings.PositiveInt = 5,
+    classes_per_task: settings.PositiveInt = 5,
+    accumulate: settings.Bool = True,
+    validation_fraction: _ValidationFraction = 0.1,
 ):
     """Class-incremental tasks (reference: CIFAR-100, 5 + 5 per task).
 
@@ -304,25 +308,7 @@ def class_incremental_tasks(
     training images is held out (reference: 50 of 500) for best-model
     selection.
     """
-    setting = "class_incremental_tasks."
     seed = check_seed(seed)
-    tasks, epochs_per_task = check_tasks(
-        "class_incremental_tasks", tasks, epochs_per_task
-    )
-    classes_first = validate.positive_int(
-        classes_first, setting + "classes_first", example=5
-    )
-    classes_per_task = validate.positive_int(
-        classes_per_task, setting + "classes_per_task", example=5
-    )
-    accumulate = validate.boolean(accumulate, setting + "accumulate")
-    validation_fraction = validate.fraction(
-        validation_fraction,
-        setting + "validation_fraction",
-        high_open=True,
-        example=0.1,
-        note="The per-class share held out for validation (0: none).",
-    )
     needed = classes_first + (tasks - 1) * classes_per_task
     if needed > train.num_classes:
         raise UsageError(

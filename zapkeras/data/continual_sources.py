@@ -18,6 +18,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import gin
+from zapkeras import settings
 from zapkeras import validate
 from zapkeras.data import files
 from zapkeras.data import registry
@@ -28,17 +29,28 @@ from zapkeras.errors import UsageError
 # Random streams, disjoint from those of continual.py (0-6).
 _SPLIT, _CLASSES = 7, 8
 
+_ImageSize = settings.PositiveInt(note="The side of the images in pixels.")
+_Classes = settings.Maybe(
+    settings.PositiveInt(example=10, note="None keeps all the classes.")
+)
+_TestFraction = settings.Fraction(
+    low_open=True,
+    high_open=True,
+    note="The per-class share held out for testing.",
+)
+
 
 @gin.configurable(denylist=["data_dir", "seed"])
+@settings.declared("continual_dataset")
 def continual_dataset(
     name,
     data_dir,
     *,
     seed=0,
-    image_size=28,
-    classes=None,
-    test_fraction=0.25,
-    invert=False,
+    image_size: _ImageSize = 28,
+    classes: _Classes = None,
+    test_fraction: _TestFraction = 0.25,
+    invert: settings.Bool = False,
 ):
     """(train, test) LabeledImages of dataset `name` (the DATASET macro).
 
@@ -55,30 +67,7 @@ def continual_dataset(
         glyphs) to have MNIST's dark background: permuted tasks and MLPs
         whose inputs are mostly 1 start with saturated units.
     """
-    setting = "continual_dataset."
     seed = validate.non_negative_int(seed, "--seed")
-    image_size = validate.positive_int(
-        image_size,
-        setting + "image_size",
-        example=28,
-        note="The side of the images in pixels.",
-    )
-    if classes is not None:
-        classes = validate.positive_int(
-            classes,
-            setting + "classes",
-            example=10,
-            note="None keeps all the classes.",
-        )
-    test_fraction = validate.fraction(
-        test_fraction,
-        setting + "test_fraction",
-        low_open=True,
-        high_open=True,
-        example=0.25,
-        note="The per-class share held out for testing.",
-    )
-    invert = validate.boolean(invert, setting + "invert")
     files.check_data_dir(data_dir)
     split = _official_split(name, data_dir, image_size)
     if split is None:

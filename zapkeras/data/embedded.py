@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 import gin
-from zapkeras import validate
+from zapkeras import settings
 from zapkeras.data import registry
 from zapkeras.data.types import ClassSets
 from zapkeras.data.types import LabeledImages
@@ -37,41 +37,26 @@ _SHEAR = 0.1
 _SHIFT = 0.06
 _LOG_WIDTH = 0.15
 _CHUNK = 1024  # images rendered per batched matmul
+_GlyphClasses = settings.PositiveInt(
+    note="The glyphs are generated: give how many classes to make."
+)
 
 
 @gin.configurable
+@settings.declared("glyph_class_sets")
 def glyph_class_sets(
     *,
-    background_classes=964,
-    evaluation_classes=659,
-    drawings=20,
-    image_size=28,
-    glyph_seed=0,
+    background_classes: _GlyphClasses = 964,
+    evaluation_classes: _GlyphClasses = 659,
+    drawings: settings.PositiveInt = 20,
+    image_size: settings.PositiveInt = 28,
+    glyph_seed: settings.NonNegativeInt = 0,
 ):
     """Pretraining ("background") and transfer ("evaluation") glyph classes.
 
     Defaults match Omniglot's 964 + 659 classes of 20 drawings. The
     `glyph_seed` is the dataset's identity, independent of the run seed.
     """
-    setting = "glyph_class_sets."
-    note = "The glyphs are generated: give how many classes to make."
-    background_classes = validate.positive_int(
-        background_classes,
-        setting + "background_classes",
-        example=964,
-        note=note,
-    )
-    evaluation_classes = validate.positive_int(
-        evaluation_classes,
-        setting + "evaluation_classes",
-        example=659,
-        note=note,
-    )
-    drawings = validate.positive_int(drawings, setting + "drawings", example=20)
-    image_size = validate.positive_int(
-        image_size, setting + "image_size", example=28
-    )
-    glyph_seed = validate.non_negative_int(glyph_seed, setting + "glyph_seed")
     return ClassSets(
         pretrain=_glyph_split(
             "background", background_classes, drawings, image_size, glyph_seed

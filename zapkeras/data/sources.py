@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 
 import gin
-from zapkeras import validate
+from zapkeras import settings
 from zapkeras.data import files
 from zapkeras.data import registry
 from zapkeras.data.files import folder_or_tfds  # noqa: F401  (old path)
@@ -25,18 +25,35 @@ from zapkeras.errors import UsageError
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 _PRETRAIN_CLASSES = "PRETRAIN_CLASSES (load_class_sets.pretrain_classes)"
+_ImageSize = settings.PositiveInt(note="The side of the images in pixels.")
+_PretrainClasses = settings.Maybe(
+    settings.PositiveInt(
+        example=964, note="None keeps all the pretraining classes."
+    )
+)
+_PretrainFraction = settings.Fraction(
+    low_open=True,
+    high_open=True,
+    note="The share of a single pool's classes that pretrains.",
+)
+_Normalize = settings.OneOf(
+    None,
+    "imagenet",
+    hint="use None (keep [0, 1]) or 'imagenet' (RGB images).",
+)
 
 
 @gin.configurable
+@settings.declared("load_class_sets")
 def load_class_sets(
     name,
     data_dir,
     *,
-    image_size=28,
-    pretrain_classes=None,
-    seed=0,
-    pretrain_fraction=0.6,
-    normalize=None,
+    image_size: _ImageSize = 28,
+    pretrain_classes: _PretrainClasses = None,
+    seed: settings.NonNegativeInt = 0,
+    pretrain_fraction: _PretrainFraction = 0.6,
+    normalize: _Normalize = None,
 ):
     """Pretraining and transfer classes of dataset `name`.
 
@@ -50,34 +67,6 @@ def load_class_sets(
     (docs/reference_codes.md §1.6); None keeps [0, 1]. `pretrain_classes`
     keeps a random subset (chosen by `seed`) of the pretraining classes.
     """
-    image_size = validate.positive_int(
-        image_size,
-        "IMAGE_SIZE (load_class_sets.image_size)",
-        example=28,
-        note="The side of the images in pixels.",
-    )
-    if pretrain_classes is not None:
-        pretrain_classes = validate.positive_int(
-            pretrain_classes,
-            _PRETRAIN_CLASSES,
-            example=964,
-            note="None keeps all the pretraining classes.",
-        )
-    seed = validate.non_negative_int(seed, "load_class_sets.seed")
-    pretrain_fraction = validate.fraction(
-        pretrain_fraction,
-        "load_class_sets.pretrain_fraction",
-        low_open=True,
-        high_open=True,
-        example=0.6,
-        note="The share of a single pool's classes that pretrains.",
-    )
-    normalize = validate.one_of(
-        normalize,
-        (None, "imagenet"),
-        "load_class_sets.normalize",
-        hint="use None (keep [0, 1]) or 'imagenet' (RGB images).",
-    )
     files.check_data_dir(data_dir)
     load = registry.loader(name, "load_class_sets.name")
     sets = load(name, data_dir, image_size)

@@ -10,11 +10,14 @@ an uninterrupted run would have seen.
 import numpy as np
 import tensorflow as tf
 
-from zapkeras import validate
+from zapkeras import settings
 from zapkeras.errors import UsageError
 
 _ALG = "philox"  # fixed, so streams do not depend on the device
 _TRAIN_PER_CLASS = "train_per_class (TransferRunner.train_per_class)"
+_TrainPerClass = settings.PositiveInt(
+    note="frati2024 trains on 15 images per class."
+)
 
 
 def steady(dataset):
@@ -27,15 +30,10 @@ def steady(dataset):
     return dataset.with_options(options)
 
 
-def split_per_class(data, train_per_class=15, seed=0):
+@settings.declared("TransferRunner")
+def split_per_class(data, train_per_class: _TrainPerClass = 15, seed=0):
     """(train, test): per class, a seeded shuffle of its images; the first
     `train_per_class` go to train, the rest to test (frati2024: 15/5)."""
-    train_per_class = validate.positive_int(
-        train_per_class,
-        _TRAIN_PER_CLASS,
-        example=15,
-        note="frati2024 trains on 15 images per class.",
-    )
     counts = np.bincount(data.labels, minlength=data.num_classes)
     if counts.min() <= train_per_class:
         worst = np.argmin(counts)
@@ -54,9 +52,9 @@ def split_per_class(data, train_per_class=15, seed=0):
     return data.take(np.concatenate(train)), data.take(np.concatenate(test))
 
 
-def steps_per_epoch(n, batch_size):
+@settings.declared("steps_per_epoch")
+def steps_per_epoch(n, batch_size: settings.PositiveInt(example=32)):
     """Batches in one epoch of `n` examples, the last one partial."""
-    batch_size = validate.positive_int(batch_size, "batch_size", example=32)
     if n < 1:
         raise UsageError(
             f"batch_size = {batch_size} with {n} examples: the data must not "
@@ -118,7 +116,15 @@ def sequential_stream(data, class_order):
     return data.images[idx], data.labels[idx]
 
 
-def asb_episodes(data, *, inner_steps=20, remember=64, seed=0, start_episode=0):
+@settings.declared("asb_episodes")
+def asb_episodes(
+    data,
+    *,
+    inner_steps: settings.PositiveInt = 20,
+    remember: settings.NonNegativeInt = 64,
+    seed=0,
+    start_episode=0,
+):
     """Infinite ASB / Meta-ASB episodes from `start_episode`.
 
     Episode i depends only on (seed, i): a class c drawn uniformly;
@@ -129,15 +135,9 @@ def asb_episodes(data, *, inner_steps=20, remember=64, seed=0, start_episode=0):
     """
     n = len(data.labels)
     counts = np.bincount(data.labels, minlength=data.num_classes)
-    inner_steps = validate.positive_int(
-        inner_steps, "asb_episodes inner_steps", example=20
-    )
-    remember = validate.non_negative_int(
-        remember, "asb_episodes remember", example=64
-    )
     if remember > n:
         raise UsageError(
-            f"asb_episodes remember = {remember} but the data has {n} "
+            f"asb_episodes.remember = {remember} but the data has {n} "
             f"images to draw from without replacement; use 0..{n}."
         )
     if not np.all(counts):

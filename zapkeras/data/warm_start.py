@@ -15,12 +15,40 @@ network trained on the final phase gives the generalisation gap.
 import numpy as np
 
 import gin
+from zapkeras import settings
 from zapkeras import validate
 from zapkeras.data import continual
 from zapkeras.errors import UsageError
 
 # Random streams (continual.py uses 0-4).
 _SUBSET, _NOISE = 5, 6
+
+# γ of a smooth shift in (0, 1), or None (abrupt).
+SmoothShift = settings.Maybe(
+    settings.Fraction(
+        low_open=True,
+        high_open=True,
+        example=0.9,
+        note="The probability of new data is 1 − γ^(50·n/N); None changes "
+        "phases abruptly.",
+    )
+)
+_BufferSize = settings.Maybe(
+    settings.NonNegativeInt(
+        example=1000, note="None keeps all the previous phase's examples."
+    )
+)
+_UniformRatio = settings.Fraction(
+    note="1: uniform stages; less: class-imbalanced ones."
+)
+_FirstRatio = settings.Fraction(
+    low_open=True,
+    note="The share of the data in the first phase; the later phases share "
+    "the rest (unless data_ratios is given).",
+)
+_FirstEpochs = settings.Maybe(
+    settings.NonNegativeInt(note="None: EPOCHS_PER_TASK.")
+)
 
 
 class PhasedProblem(continual.Problem):
@@ -35,7 +63,7 @@ class PhasedProblem(continual.Problem):
             train, test, seed, phases, [train.num_classes] * len(phases)
         )
         self.name = name
-        self.smooth_shift = check_smooth_shift(
+        self.smooth_shift = SmoothShift.apply(
             smooth_shift, f"{name}_tasks.smooth_shift"
         )
         self.info = info
@@ -65,21 +93,6 @@ def noisy_labels(labels, ratio, num_classes, rng):
     return labels
 
 
-def check_smooth_shift(value, setting):
-    """γ of a smooth shift as a float in (0, 1), or None (abrupt)."""
-    if value is None:
-        return None
-    return validate.fraction(
-        value,
-        setting,
-        low_open=True,
-        high_open=True,
-        example=0.9,
-        note="The probability of new data is 1 − γ^(50·n/N); None changes "
-        "phases abruptly.",
-    )
-
-
 def _ratios(setting, values, tasks, *, low_open=False, note=None):
     """`values` as a tuple of TASKS fractions in [0, 1] ((0, 1] with
     `low_open`)."""
@@ -100,20 +113,21 @@ def _ratios(setting, values, tasks, *, low_open=False, note=None):
 
 
 @gin.configurable(denylist=["train", "test", "seed"])
+@settings.declared("warm_start_tasks")
 def warm_start_tasks(
     train,
     test,
     seed,
     *,
-    tasks=2,
-    epochs_per_task=100,
-    first_ratio=0.1,
-    max_noise=0.5,
+    tasks: settings.PositiveInt = 2,
+    epochs_per_task: settings.PositiveInt = 100,
+    first_ratio: _FirstRatio = 0.1,
+    max_noise: settings.Fraction = 0.5,
     data_ratios=None,
     label_noise_ratios=None,
-    scale_epochs=True,
-    buffer_size=None,
-    smooth_shift=None,
+    scale_epochs: settings.Bool = True,
+    buffer_size: _BufferSize = None,
+    smooth_shift: SmoothShift = None,
 ):
     """lee2024's warm-start (TASKS=2) and continual (TASKS=10) phases.
 
@@ -129,29 +143,13 @@ def warm_start_tasks(
     """
     setting = "warm_start_tasks."
     seed = continual.check_seed(seed)
-    tasks, epochs_per_task = continual.check_tasks(
-        "warm_start_tasks", tasks, epochs_per_task
-    )
     defaults = data_ratios is None and tasks > 1
-    first_ratio = validate.fraction(
-        first_ratio,
-        setting + "first_ratio",
-        low_open=True,
-        high_open=defaults,
-        example=0.1,
-        note="The share of the data in the first phase; the later phases "
-        "share the rest (unless data_ratios is given).",
-    )
-    max_noise = validate.fraction(max_noise, setting + "max_noise", example=0.5)
-    scale_epochs = validate.boolean(scale_epochs, setting + "scale_epochs")
-    if buffer_size is not None:
-        buffer_size = validate.non_negative_int(
-            buffer_size,
-            setting + "buffer_size",
-            example=1000,
-            note="None keeps all the previous phase's examples.",
+    if defaults and first_ratio == 1:
+        raise UsageError(
+            f"warm_start_tasks.first_ratio = 1.0 leaves no data for the "
+            f"other {tasks - 1} phases; use a value in (0, 1), e.g. 0.1, or "
+            "give data_ratios."
         )
-    smooth_shift = check_smooth_shift(smooth_shift, setting + "smooth_shift")
     if data_ratios is None:
         rest = (1.0 - first_ratio) / max(tasks - 1, 1)
         data_ratios = [first_ratio] + [round(rest, 10)] * (tasks - 1)
@@ -202,16 +200,17 @@ def warm_start_tasks(
 
 
 @gin.configurable(denylist=["train", "test", "seed"])
+@settings.declared("multi_stage_tasks")
 def multi_stage_tasks(
     train,
     test,
     seed,
     *,
-    tasks=2,
-    epochs_per_task=100,
-    uniform_ratio=1.0,
-    first_epochs=None,
-    smooth_shift=None,
+    tasks: settings.PositiveInt = 2,
+    epochs_per_task: settings.PositiveInt = 100,
+    uniform_ratio: _UniformRatio = 1.0,
+    first_epochs: _FirstEpochs = None,
+    smooth_shift: SmoothShift = None,
 ):
     """berariu2021 App. A.3: TASKS − 1 pretraining stages, then all data.
 
@@ -226,25 +225,7 @@ def multi_stage_tasks(
     and `smooth_shift`, training starts on the shifting mixture, their
     single-stage Fig. 3).
     """
-    setting = "multi_stage_tasks."
     seed = continual.check_seed(seed)
-    tasks, epochs_per_task = continual.check_tasks(
-        "multi_stage_tasks", tasks, epochs_per_task
-    )
-    uniform_ratio = validate.fraction(
-        uniform_ratio,
-        setting + "uniform_ratio",
-        example=1.0,
-        note="1: uniform stages; less: class-imbalanced ones.",
-    )
-    if first_epochs is not None:
-        first_epochs = validate.non_negative_int(
-            first_epochs,
-            setting + "first_epochs",
-            example=0,
-            note="None: EPOCHS_PER_TASK.",
-        )
-    smooth_shift = check_smooth_shift(smooth_shift, setting + "smooth_shift")
     if tasks > train.num_classes:
         raise UsageError(
             f"TASKS (multi_stage_tasks.tasks) = {tasks} stages but the "

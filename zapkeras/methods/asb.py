@@ -33,27 +33,30 @@ from keras import ops
 
 from zapkeras import compat
 from zapkeras import losses
-from zapkeras import validate
+from zapkeras import settings
 from zapkeras.errors import UsageError
 from zapkeras.methods import asb_saving
 from zapkeras.methods import hooks
 from zapkeras.methods.zapping import zap as zap_units
 
 EPISODE_KEYS = ("inner_x", "inner_y", "remember_x", "remember_y")
+_NUM_REPLICAS = settings.PositiveInt(
+    example="strategy.num_replicas_in_sync (1 without a strategy)"
+)
+_INNER_LEARNING_RATE = settings.NonNegativeNumber(
+    example="0.1 (Omniglot reference)"
+)
+_ZAP_SEED = settings.Seed(none_means="a random zap stream")
 
 
-def episode_batches(episodes, num_replicas):
+@settings.declared("episode_batches")
+def episode_batches(episodes, num_replicas: _NUM_REPLICAS):
     """Global batches of `num_replicas` copies of each episode.
 
     Keras splits a global batch over the replicas, so each replica gets the
     same episode with a leading axis of 1, which `train_step` drops. Use
     `strategy.num_replicas_in_sync` (1 without a strategy).
     """
-    num_replicas = validate.positive_int(
-        num_replicas,
-        "episode_batches: num_replicas",
-        example="strategy.num_replicas_in_sync (1 without a strategy)",
-    )
 
     def copies(episode):
         return tf.nest.map_structure(
@@ -99,6 +102,7 @@ def _inner_index(model, inner_variables):
 
 
 @keras.saving.register_keras_serializable(package="zapkeras")
+@settings.declared
 class ASB(
     hooks.Trainer, asb_saving.Saving, compat.LocalBatchBuild, keras.Model
 ):
@@ -143,13 +147,13 @@ class ASB(
     def __init__(
         self,
         model,
-        inner_learning_rate,
-        zap=True,
+        inner_learning_rate: _INNER_LEARNING_RATE,
+        zap: settings.Bool = True,
         *,
-        zap_reset_bias=True,
-        zap_reset_optimizer=False,
+        zap_reset_bias: settings.Bool = True,
+        zap_reset_optimizer: settings.Bool = False,
         inner_variables=None,
-        seed=None,
+        seed: _ZAP_SEED = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -158,25 +162,16 @@ class ASB(
                 f"model {model.name!r} is not built; build it (call it on a "
                 "batch, or give it an Input) before wrapping it."
             )
-        name = type(self).__name__
-        inner_learning_rate = validate.non_negative_number(
-            inner_learning_rate,
-            f"{name}.inner_learning_rate",
-            example="0.1 (Omniglot reference)",
-        )
         if zap and "classifier" not in [layer.name for layer in model.layers]:
             raise UsageError(
                 f"zap=True but model {model.name!r} has no layer named "
                 "'classifier'; name its output Dense 'classifier'."
             )
-        seed = validate.seed(
-            seed, f"{name}.seed", none_means="a random zap stream"
-        )
         self.model = model
         self.inner_learning_rate = inner_learning_rate
-        self.zap = bool(zap)
-        self.zap_reset_bias = bool(zap_reset_bias)
-        self.zap_reset_optimizer = bool(zap_reset_optimizer)
+        self.zap = zap
+        self.zap_reset_bias = zap_reset_bias
+        self.zap_reset_optimizer = zap_reset_optimizer
         self._inner_index = _inner_index(model, inner_variables)
         self._inner_saveable = not callable(inner_variables)
         self._inner_all = inner_variables is None
@@ -394,6 +389,7 @@ class ASB(
 
 
 @keras.saving.register_keras_serializable(package="zapkeras")
+@settings.declared
 class MetaASB(ASB):
     """Meta-ASB (frati2024 Alg. 1, line 15; docs/reference_codes.md §1.3).
 
@@ -417,11 +413,11 @@ class MetaASB(ASB):
         inner_learning_rate,
         zap=True,
         *,
-        first_order=False,
+        first_order: settings.Bool = False,
         **kwargs,
     ):
         super().__init__(model, inner_learning_rate, zap, **kwargs)
-        self.first_order = bool(first_order)
+        self.first_order = first_order
 
     def get_config(self):
         return {**super().get_config(), "first_order": self.first_order}

@@ -32,6 +32,7 @@ import warnings
 import keras
 import numpy as np
 
+from zapkeras import settings
 from zapkeras import validate
 from zapkeras.errors import UsageError
 from zapkeras.methods import hooks
@@ -103,6 +104,7 @@ def counters_of(methods):
     }
 
 
+@settings.declared
 class Method(keras.callbacks.Callback):
     """Base of every method (module docstring).
 
@@ -126,11 +128,11 @@ class Method(keras.callbacks.Callback):
     epoch_hook = "end"
     phase = 0
 
-    def __init__(self, every=None, seed=None, units=UNITS):
+    def __init__(self, every=None, seed: settings.Seed = None, units=UNITS):
         super().__init__()
         owner = type(self).__name__
         self.every = None if every is None else parse_every(every, owner, units)
-        self.seed = validate.seed(seed, f"{owner}.seed")
+        self.seed = seed
         self.target = None
         self._state = {}
         self._counters = {}

@@ -1,4 +1,4 @@
-"""Continual Backprop (Dohare et al., Nature 2024; hernandez-garcia2025 §2).
+"""Continual Backprop (Dohare et al., Nature 2024; hernandez-garcia2025 §4).
 
 After every optimizer step, for each hidden unit layer (`methods.units`),
 as `GnT.gen_and_test` of the paper's code (loss-of-plasticity), which
@@ -78,7 +78,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from zapkeras import validate
+from zapkeras import settings
 from zapkeras.methods import base
 from zapkeras.methods import hooks
 from zapkeras.methods import inits
@@ -88,6 +88,22 @@ UTILITIES = ("contribution", "adaptable_contribution")
 BIAS_CORRECTIONS = (True, False, "reference")
 INCOMING_INITS = ("kaiming", "layer")
 CONV_FORMS = ("reference", "units")
+_REPLACEMENT_RATE = settings.Fraction(example="1e-4")
+_MATURITY_THRESHOLD = settings.NonNegativeInt(
+    example=100, note="It is a number of steps."
+)
+_DECAY_RATE = settings.Fraction(high_open=True, example="0.99 (the paper's)")
+_BIAS_CORRECTION = settings.OneOf(
+    *BIAS_CORRECTIONS, hint="use True, False or 'reference'."
+)
+_INCOMING_INIT = settings.OneOf(
+    *INCOMING_INITS, hint="use 'kaiming' (the paper's code) or 'layer'."
+)
+_CONV_FORM = settings.OneOf(
+    *CONV_FORMS,
+    hint="use 'reference' (ConvGnT, the paper's conv code) or 'units' "
+    "(each channel treated as a Dense unit).",
+)
 
 
 def _is_conv(unit):
@@ -100,6 +116,7 @@ def _outgoing_magnitude(unit):
     return tf.reduce_mean(tf.abs(view), axis=2)
 
 
+@settings.declared
 class ContinualBackprop(base.Method):
     """CBP as a method for any trainer (plain `fit`, ASB, MetaASB).
 
@@ -139,58 +156,23 @@ class ContinualBackprop(base.Method):
 
     def __init__(
         self,
-        replacement_rate,
-        maturity_threshold,
-        decay_rate=0.99,
-        utility="contribution",
-        accumulate=True,
-        bias_correction=True,
-        reset_optimizer=False,
-        incoming_init="kaiming",
-        conv_form="reference",
+        replacement_rate: _REPLACEMENT_RATE,
+        maturity_threshold: _MATURITY_THRESHOLD,
+        decay_rate: _DECAY_RATE = 0.99,
+        utility: settings.OneOf(*UTILITIES) = "contribution",
+        accumulate: settings.Bool = True,
+        bias_correction: _BIAS_CORRECTION = True,
+        reset_optimizer: settings.Bool = False,
+        incoming_init: _INCOMING_INIT = "kaiming",
+        conv_form: _CONV_FORM = "reference",
         seed=None,
         layers=None,
     ):
         super().__init__(None, seed)
-        self.replacement_rate = validate.fraction(
-            replacement_rate,
-            "ContinualBackprop.replacement_rate",
-            example="1e-4",
-        )
-        self.maturity_threshold = validate.non_negative_int(
-            maturity_threshold,
-            "ContinualBackprop.maturity_threshold",
-            example=100,
-            note="It is a number of steps.",
-        )
-        self.decay_rate = validate.fraction(
-            decay_rate,
-            "ContinualBackprop.decay_rate",
-            high_open=True,
-            example="0.99 (the paper's)",
-        )
-        self.utility = validate.one_of(
-            utility, UTILITIES, "ContinualBackprop.utility"
-        )
-        bias_correction = validate.one_of(
-            bias_correction,
-            BIAS_CORRECTIONS,
-            "ContinualBackprop.bias_correction",
-            hint="use True, False or 'reference'.",
-        )
-        incoming_init = validate.one_of(
-            incoming_init,
-            INCOMING_INITS,
-            "ContinualBackprop.incoming_init",
-            hint="use 'kaiming' (the paper's code) or 'layer'.",
-        )
-        conv_form = validate.one_of(
-            conv_form,
-            CONV_FORMS,
-            "ContinualBackprop.conv_form",
-            hint="use 'reference' (ConvGnT, the paper's conv code) or "
-            "'units' (each channel treated as a Dense unit).",
-        )
+        self.replacement_rate = replacement_rate
+        self.maturity_threshold = maturity_threshold
+        self.decay_rate = decay_rate
+        self.utility = utility
         self.accumulate = accumulate
         self.bias_correction = bias_correction
         self.reset_optimizer = reset_optimizer

@@ -22,21 +22,25 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from zapkeras import validate
+from zapkeras import settings
 from zapkeras.errors import UsageError
 from zapkeras.methods import base
 from zapkeras.methods import resets
 
 RESET_SCHEDULES = ("reference", "every")
 KL_REDUCTIONS = ("batchmean", "reference")
+_MOMENTUM = settings.Fraction(high_open=True, example="0.999 (lee2024)")
+_RESET_SCHEDULE = settings.OneOf(
+    *RESET_SCHEDULES,
+    hint="use 'reference' (after epochs 0, r, 2r, ...) or 'every' (after "
+    "every r epochs).",
+)
+_KL_REDUCTION = settings.OneOf(
+    *KL_REDUCTIONS, hint="use 'batchmean' or 'reference'."
+)
 
 
-def _check_momentum(momentum, setting):
-    return validate.fraction(
-        momentum, setting, high_open=True, example="0.999 (lee2024)"
-    )
-
-
+@settings.declared
 class ExponentialAverage:
     """An EMA copy of `model.weights` in variables on the model's strategy.
 
@@ -44,8 +48,8 @@ class ExponentialAverage:
     counters) are copied, not averaged.
     """
 
-    def __init__(self, model, momentum):
-        self.momentum = _check_momentum(momentum, "momentum")
+    def __init__(self, model, momentum: _MOMENTUM):
+        self.momentum = momentum
         self.sources = list(model.weights)
         with model.distribute_strategy.scope():
             self.variables = [
@@ -93,6 +97,7 @@ class ExponentialAverage:
         ]
 
 
+@settings.declared
 class HareTortoise(base.Method):
     """Hare & Tortoise (lee2024 Alg. 1) as a method on any trainer.
 
@@ -127,12 +132,12 @@ class HareTortoise(base.Method):
 
     def __init__(
         self,
-        momentum=0.999,
+        momentum: _MOMENTUM = 0.999,
         every=None,
-        reset=True,
+        reset: settings.Bool = True,
         *,
-        reset_schedule="reference",
-        reset_optimizer=False,
+        reset_schedule: _RESET_SCHEDULE = "reference",
+        reset_optimizer: settings.Bool = False,
         validation_data=None,
         reset_every_epochs=None,
     ):
@@ -145,18 +150,11 @@ class HareTortoise(base.Method):
             (10, "epochs"),
         )
         super().__init__(every)
-        self.momentum = _check_momentum(momentum, "HareTortoise.momentum")
-        reset_schedule = validate.one_of(
-            reset_schedule,
-            RESET_SCHEDULES,
-            "HareTortoise.reset_schedule",
-            hint="use 'reference' (after epochs 0, r, 2r, ...) or 'every' "
-            "(after every r epochs).",
-        )
-        self.reset = bool(reset)
+        self.momentum = momentum
+        self.reset = reset
         self.reset_schedule = reset_schedule
         self.phase = 1 if reset_schedule == "reference" else 0
-        self.reset_optimizer = bool(reset_optimizer)
+        self.reset_optimizer = reset_optimizer
         self.validation_data = validation_data
         self.history = []
         self._tortoise = None
@@ -237,6 +235,7 @@ class HareTortoise(base.Method):
         return self.tortoise_model().evaluate(x, y, return_dict=True, **kwargs)
 
 
+@settings.declared
 class SelfDistillation(keras.Model):
     """Self-distillation toward an EMA teacher (lee2024 §5 baseline).
 
@@ -263,11 +262,11 @@ class SelfDistillation(keras.Model):
     def __init__(
         self,
         model,
-        teacher_momentum=0.999,
-        weight=1.0,
-        temperature=1.0,
+        teacher_momentum: _MOMENTUM = 0.999,
+        weight: settings.NonNegativeNumber = 1.0,
+        temperature: settings.PositiveNumber = 1.0,
         *,
-        kl_reduction="batchmean",
+        kl_reduction: _KL_REDUCTION = "batchmean",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -276,19 +275,9 @@ class SelfDistillation(keras.Model):
                 f"model {model.name!r} is not built; build it (call it on a "
                 "batch, or give it an Input) before wrapping it."
             )
-        _check_momentum(teacher_momentum, "SelfDistillation.teacher_momentum")
-        self.weight = validate.non_negative_number(
-            weight, "SelfDistillation.weight", example=1.0
-        )
-        self.temperature = validate.positive_number(
-            temperature, "SelfDistillation.temperature", example=1.0
-        )
-        self.kl_reduction = validate.one_of(
-            kl_reduction,
-            KL_REDUCTIONS,
-            "SelfDistillation.kl_reduction",
-            hint="use 'batchmean' or 'reference'.",
-        )
+        self.weight = weight
+        self.temperature = temperature
+        self.kl_reduction = kl_reduction
         self.model = model
         self._teacher = ExponentialAverage(model, teacher_momentum)
         self.teacher_weights = self._teacher.variables

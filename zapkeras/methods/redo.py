@@ -29,12 +29,20 @@ import numpy as np
 import tensorflow as tf
 
 from zapkeras import compat
-from zapkeras import validate
+from zapkeras import settings
 from zapkeras.errors import UsageError
 from zapkeras.methods import base
 from zapkeras.methods import hooks
 from zapkeras.methods import inits
 from zapkeras.methods import units as units_lib
+
+_THRESHOLD = settings.Maybe(
+    settings.NonNegativeNumber(
+        example=0.025,
+        note="It is τ (paper 0.025; 0 recycles only units that are exactly "
+        "inactive).",
+    )
+)
 
 
 def dormant(scores, threshold):
@@ -43,6 +51,7 @@ def dormant(scores, threshold):
     return scores / (scores.mean() + 1e-9) <= threshold
 
 
+@settings.declared
 class ReDo(base.Method):
     """ReDo as a method for any trainer (plain `fit`, ASB, MetaASB).
 
@@ -70,13 +79,13 @@ class ReDo(base.Method):
     def __init__(
         self,
         every=None,
-        threshold=None,
-        reset_optimizer=True,
+        threshold: _THRESHOLD = None,
+        reset_optimizer: settings.Bool = True,
         statistics="batch",
         layers=None,
         seed=None,
         *,
-        reset_norms=True,
+        reset_norms: settings.Bool = True,
         frequency=None,
     ):
         every = base.deprecated_every(
@@ -88,13 +97,6 @@ class ReDo(base.Method):
                 "every=(1000, 'steps'), threshold=0.025)."
             )
         super().__init__(every, seed, units=("steps",))
-        threshold = validate.non_negative_number(
-            threshold,
-            "ReDo.threshold",
-            example=0.025,
-            note="It is τ (paper 0.025; 0 recycles only units that are "
-            "exactly inactive).",
-        )
         if isinstance(statistics, str) and statistics != "batch":
             raise UsageError(
                 f"ReDo.statistics = {statistics!r}; use 'batch' or a fixed "
@@ -102,7 +104,7 @@ class ReDo(base.Method):
             )
         self.threshold = threshold
         self.reset_optimizer = reset_optimizer
-        self.reset_norms = bool(reset_norms)
+        self.reset_norms = reset_norms
         self.statistics = statistics
         self.layers = layers
         self.last_dormant = {}

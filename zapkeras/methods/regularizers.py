@@ -23,12 +23,18 @@ import keras
 from keras import ops
 
 from zapkeras import losses
-from zapkeras import validate
+from zapkeras import settings
 from zapkeras.methods.shrink_perturb import ShrinkAndPerturb
 
 SPECTRAL_FORMS = ("paper", "reference")
+_FORM = settings.OneOf(
+    *SPECTRAL_FORMS,
+    hint="use 'paper' (λ/2·||z||²) or 'reference' (λ·mean_c z_c², the H&T "
+    "repo).",
+)
 
 
+@settings.declared
 class RegenerativeL2(ShrinkAndPerturb):
     """L2 toward the initial weights (Kumar et al. 2023; lee2024 baseline).
 
@@ -54,10 +60,12 @@ class RegenerativeL2(ShrinkAndPerturb):
     name = "regenerative_l2"
     _lambda_limit = float("inf")
 
-    def __init__(self, strength, *, initial_weights=None):
-        strength = validate.non_negative_number(
-            strength, "RegenerativeL2.strength", example=0.01
-        )
+    def __init__(
+        self,
+        strength: settings.NonNegativeNumber(example=0.01),
+        *,
+        initial_weights=None,
+    ):
         super().__init__(
             interpolate_to="init",
             lambda_backbone=strength,
@@ -74,6 +82,7 @@ class RegenerativeL2(ShrinkAndPerturb):
 
 
 @keras.saving.register_keras_serializable(package="zapkeras")
+@settings.declared
 class SpectralDecoupling(keras.losses.Loss):
     """Sparse cross-entropy from logits + a penalty on the logits.
 
@@ -87,22 +96,12 @@ class SpectralDecoupling(keras.losses.Loss):
 
     def __init__(
         self,
-        lam,
-        form="paper",
+        lam: settings.NonNegativeNumber(example=0.01),
+        form: _FORM = "paper",
         name="spectral_decoupling",
         reduction="sum_over_batch_size",
         dtype=None,
     ):
-        lam = validate.non_negative_number(
-            lam, "SpectralDecoupling.lam", example=0.01
-        )
-        form = validate.one_of(
-            form,
-            SPECTRAL_FORMS,
-            "SpectralDecoupling.form",
-            hint="use 'paper' (λ/2·||z||²) or 'reference' (λ·mean_c z_c², "
-            "the H&T repo).",
-        )
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.lam = lam
         self.form = form

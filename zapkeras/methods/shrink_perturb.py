@@ -29,6 +29,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from zapkeras import settings
 from zapkeras import validate
 from zapkeras.errors import UsageError
 from zapkeras.methods import base
@@ -38,6 +39,9 @@ from zapkeras.methods import resets
 
 TARGETS = (None, "init", "noise")
 LEE2024_LAMBDA = 0.8
+_INTERPOLATE_TO = settings.OneOf(
+    *TARGETS, hint="use None (θ ← shrink·θ + noise), 'init' or 'noise'."
+)
 
 
 def _check_fraction(value, setting, upper=1.0, example=0.8):
@@ -59,6 +63,7 @@ def _legacy_every(owner, every, every_n):
     )
 
 
+@settings.declared
 class ShrinkAndPerturb(base.Method):
     """θ ← λ_s·θ + ε, or θ ← (1 − λ)·θ + λ·τ + ε, every n steps/epochs/tasks.
 
@@ -100,29 +105,23 @@ class ShrinkAndPerturb(base.Method):
 
     def __init__(
         self,
-        shrink=None,
-        noise_std=0.0,
+        shrink: settings.Maybe(settings.NonNegativeNumber(example=0.9)) = None,
+        noise_std: settings.NonNegativeNumber(example=0.01) = 0.0,
         *,
-        interpolate_to="init",
+        interpolate_to: _INTERPOLATE_TO = "init",
         lambda_backbone=None,
         lambda_head=None,
         head="classifier",
         every=(1, "tasks"),
         initial_weights=None,
         init_overrides=None,
-        reset_optimizer=False,
+        reset_optimizer: settings.Bool = False,
         seed=None,
         every_n=None,
     ):
         name = type(self).__name__
         every = _legacy_every(name, every, every_n)
         super().__init__(every, seed)
-        interpolate_to = validate.one_of(
-            interpolate_to,
-            TARGETS,
-            f"{name}.interpolate_to",
-            hint="use None (θ ← shrink·θ + noise), 'init' or 'noise'.",
-        )
         if interpolate_to is None:
             if lambda_backbone is not None or lambda_head is not None:
                 raise UsageError(
@@ -131,9 +130,6 @@ class ShrinkAndPerturb(base.Method):
                     "'noise', or use shrink= with interpolate_to=None."
                 )
             shrink = 1.0 if shrink is None else shrink
-            shrink = _check_fraction(
-                shrink, f"{name}.shrink", float("inf"), example=0.9
-            )
             self._coefficients = (shrink, shrink)
         else:
             if shrink is not None:
@@ -154,9 +150,6 @@ class ShrinkAndPerturb(base.Method):
                 )
             )
             self._coefficients = (lambda_backbone, lambda_head)
-        noise_std = _check_fraction(
-            noise_std, f"{name}.noise_std", float("inf"), example=0.01
-        )
         if initial_weights is not None and interpolate_to != "init":
             raise UsageError(
                 f"{name}.initial_weights is used only with "
@@ -173,7 +166,7 @@ class ShrinkAndPerturb(base.Method):
         self.head = [head] if isinstance(head, str) else list(head)
         self.initial_weights = initial_weights
         self.init_overrides = init_overrides
-        self.reset_optimizer = bool(reset_optimizer)
+        self.reset_optimizer = reset_optimizer
 
     def checkpoint_items(self):
         """Trackables to save with the run: θ_0 and the noise stream."""
@@ -264,6 +257,7 @@ class ShrinkAndPerturb(base.Method):
         self.count("resets")
 
 
+@settings.declared
 class HeadReset(ShrinkAndPerturb):
     """Restores the head to its original initial weights (the H&T repo's).
 
@@ -286,10 +280,10 @@ class HeadReset(ShrinkAndPerturb):
         every=(1, "tasks"),
         every_n=None,
         *,
-        resample=False,
+        resample: settings.Bool = False,
         initial_weights=None,
         init_overrides=None,
-        reset_optimizer=False,
+        reset_optimizer: settings.Bool = False,
         seed=None,
     ):
         super().__init__(
@@ -303,4 +297,4 @@ class HeadReset(ShrinkAndPerturb):
             reset_optimizer=reset_optimizer,
             seed=seed,
         )
-        self.resample = bool(resample)
+        self.resample = resample

@@ -1,4 +1,5 @@
-"""Selective Weight Reinitialization (hernandez-garcia2025 §3, Alg. 1).
+"""Selective Weight Reinitialization (hernandez-garcia2025 §3, Alg. 2;
+the pruning functions are its Alg. 1).
 
 Every n steps (`every=(n, "steps")`), right after the optimizer step, each
 trainable tensor on its own: score every weight by a utility, pick the
@@ -27,6 +28,7 @@ zeroes the slots (e.g. Adam m and v) of exactly the reinitialised entries.
 import numpy as np
 import tensorflow as tf
 
+from zapkeras import settings
 from zapkeras import validate
 from zapkeras.errors import UsageError
 from zapkeras.methods import base
@@ -37,10 +39,9 @@ from zapkeras.methods import resets
 UTILITIES = ("gradient", "magnitude")
 PRUNINGS = ("threshold", "proportional")
 REINITS = ("resample", "mean")
-
-
-def _choose(setting, value, options):
-    return validate.one_of(value, options, f"SelectiveWeightReinit.{setting}")
+_DECAY = settings.Fraction(
+    high_open=True, note="0 uses this step's utility, as the reference."
+)
 
 
 def select(utility, pruning, factor, rng):
@@ -56,6 +57,7 @@ def select(utility, pruning, factor, rng):
     return mask.reshape(np.shape(utility))
 
 
+@settings.declared
 class SelectiveWeightReinit(base.Method):
     """SWR as a method for any trainer (plain `fit`, ASB, MetaASB).
 
@@ -88,11 +90,11 @@ class SelectiveWeightReinit(base.Method):
         self,
         every=None,
         factor=None,
-        utility="gradient",
-        pruning="threshold",
-        reinit="resample",
-        decay=0.0,
-        reset_optimizer=False,
+        utility: settings.OneOf(*UTILITIES) = "gradient",
+        pruning: settings.OneOf(*PRUNINGS) = "threshold",
+        reinit: settings.OneOf(*REINITS) = "resample",
+        decay: _DECAY = 0.0,
+        reset_optimizer: settings.Bool = False,
         init_distributions=None,
         seed=None,
         frequency=None,
@@ -111,9 +113,6 @@ class SelectiveWeightReinit(base.Method):
                 "(reference: every=(2048, 'steps'), factor=1e-5)."
             )
         super().__init__(every, seed, units=("steps",))
-        utility = _choose("utility", utility, UTILITIES)
-        pruning = _choose("pruning", pruning, PRUNINGS)
-        reinit = _choose("reinit", reinit, REINITS)
         if pruning == "proportional":
             factor = validate.fraction(
                 factor,
@@ -130,13 +129,6 @@ class SelectiveWeightReinit(base.Method):
                 note="Weights with utility ≤ factor · mean utility are "
                 "reinitialised.",
             )
-        decay = validate.fraction(
-            decay,
-            "SelectiveWeightReinit.decay",
-            high_open=True,
-            example=0.0,
-            note="0 uses this step's utility, as the reference.",
-        )
         self.factor = factor
         self.utility = utility
         self.pruning = pruning

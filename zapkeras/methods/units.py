@@ -1,6 +1,6 @@
 """Hidden units of a Keras model: where they are and how to reset them.
 
-CBP and ReDo act on units (hernandez-garcia2025 §2;
+CBP and ReDo act on units (hernandez-garcia2025 §4–5;
 docs/reference_codes.md §4–5): a unit is a Dense column or a conv output
 channel of a hidden weighted layer. Its incoming weights are that column
 (and its bias entry), its activation is the post-activation output, and its

@@ -13,31 +13,33 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from zapkeras import settings
 from zapkeras import validate
 from zapkeras.errors import UsageError
 from zapkeras.methods import base
 from zapkeras.methods import resets
 
 STD_MODES = ("per_unit", "reference")
+_STD_MODE = settings.OneOf(
+    *STD_MODES,
+    hint="use 'per_unit' (std √(2/fan_in), the paper) or 'reference' "
+    "(√(2/(k·fan_in)) for k units zapped at once, the reference code).",
+)
+_FRACTION = settings.Fraction(
+    low_open=True,
+    note="It is the share of the output units zapped: 1.0 for all, 0.1 for "
+    "10 %.",
+)
 
 
-def _check_std_mode(std_mode, setting):
-    return validate.one_of(
-        std_mode,
-        STD_MODES,
-        setting,
-        hint="use 'per_unit' (std √(2/fan_in), the paper) or 'reference' "
-        "(√(2/(k·fan_in)) for k units zapped at once, the reference code).",
-    )
-
-
+@settings.declared("zap")
 def zap(
     layer,
     units=None,
     *,
     optimizer=None,
-    reset_bias=True,
-    std_mode="per_unit",
+    reset_bias: settings.Bool = True,
+    std_mode: _STD_MODE = "per_unit",
     seed=None,
 ):
     """Resamples `layer.kernel[..., units]` from Kaiming-normal.
@@ -72,10 +74,9 @@ def zap(
             "variable; zap a built Dense or convolution layer (build the "
             "model first)."
         )
-    std_mode = _check_std_mode(std_mode, "zap std_mode")
     if not isinstance(seed, keras.random.SeedGenerator):
         seed = validate.seed(
-            seed, "zap seed", none_means="Keras' global seed generator"
+            seed, "zap.seed", none_means="Keras' global seed generator"
         )
     *fan_in_dims, num_units = (int(d) for d in kernel.shape)
     indices = resets.resolve_units(units, num_units, f"zap({layer.name}).units")
@@ -109,6 +110,7 @@ def zap(
     return resets.in_cross_replica_context(resample, indices)
 
 
+@settings.declared
 class Zapping(base.Method):
     """i.i.d. zapping at a cadence (frati2024 §2.1.1), on any trainer.
 
@@ -144,11 +146,11 @@ class Zapping(base.Method):
         self,
         layer="classifier",
         every=None,
-        fraction=1.0,
+        fraction: _FRACTION = 1.0,
         units=None,
-        std_mode="per_unit",
-        reset_bias=True,
-        reset_optimizer=False,
+        std_mode: _STD_MODE = "per_unit",
+        reset_bias: settings.Bool = True,
+        reset_optimizer: settings.Bool = False,
         seed=None,
         *,
         every_n_epochs=None,
@@ -162,18 +164,10 @@ class Zapping(base.Method):
             (1, "epochs"),
         )
         super().__init__(every, seed)
-        fraction = validate.fraction(
-            fraction,
-            "Zapping.fraction",
-            low_open=True,
-            example=1.0,
-            note="It is the share of the output units zapped: 1.0 for all, "
-            "0.1 for 10 %.",
-        )
         self.layer = layer
         self.fraction = fraction
         self.units = units
-        self.std_mode = _check_std_mode(std_mode, "Zapping.std_mode")
+        self.std_mode = std_mode
         self.reset_bias = reset_bias
         self.reset_optimizer = reset_optimizer
         self.history = []

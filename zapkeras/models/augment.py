@@ -1,6 +1,6 @@
 """Training-time image augmentation of the reference repos.
 
-lee2024 §3.3 ("horizontal flipping and random cropping with 4-pixel
+lee2024 App. A.4 ("horizontal flipping and random cropping with 4-pixel
 padding"; H&T: torchvision RandomCrop(size, padding=4) → zero padding, then
 RandomHorizontalFlip) and hernandez-garcia2025's ViT
 (docs/reference_codes.md §2.3: flip, RandomCrop(32, padding=4,
@@ -20,10 +20,17 @@ import numpy as np
 import tensorflow as tf
 
 import gin
-from zapkeras import validate
+from zapkeras import settings
 
 KINDS = ("crop_flip", "none")
 PADDING_MODES = {"zeros": "CONSTANT", "reflect": "REFLECT"}
+_PADDING_MODE = settings.OneOf(
+    *PADDING_MODES, hint="use 'zeros' (H&T) or 'reflect' (the SWR ViT)."
+)
+_ROTATION = settings.Number(
+    low=0, high=180, example=15, note="It is the largest angle in degrees."
+)
+_SEED = settings.Seed(none_means="Keras' global seed generator")
 
 
 @keras.saving.register_keras_serializable(package="zapkeras")
@@ -80,13 +87,14 @@ class RandomPadCrop(keras.layers.Layer):
 
 
 @gin.configurable
+@settings.declared("augmentation")
 def augmentation(
-    kind="crop_flip",
+    kind: settings.OneOf(*KINDS) = "crop_flip",
     *,
-    padding=4,
-    padding_mode="zeros",
-    rotation=0.0,
-    seed=None,
+    padding: settings.NonNegativeInt = 4,
+    padding_mode: _PADDING_MODE = "zeros",
+    rotation: _ROTATION = 0.0,
+    seed: _SEED = None,
 ):
     """A Keras preprocessing stage for `ds.map(stage)` or a model's input.
 
@@ -111,27 +119,6 @@ def augmentation(
     stage.variables]` resumes the stream exactly (the Pipeline itself is
     not tracked by tf.train.Checkpoint).
     """
-    kind = validate.one_of(kind, KINDS, "augmentation.kind")
-    padding_mode = validate.one_of(
-        padding_mode,
-        tuple(PADDING_MODES),
-        "augmentation.padding_mode",
-        hint="use 'zeros' (H&T) or 'reflect' (the SWR ViT).",
-    )
-    padding = validate.non_negative_int(
-        padding, "augmentation.padding", example=4
-    )
-    rotation = validate.number(
-        rotation,
-        "augmentation.rotation",
-        low=0,
-        high=180,
-        example=15,
-        note="It is the largest angle in degrees.",
-    )
-    seed = validate.seed(
-        seed, "augmentation.seed", none_means="Keras' global seed generator"
-    )
     if kind == "none":
         return keras.layers.Identity(name="augmentation")
     seeds = [None] * 3

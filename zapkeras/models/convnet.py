@@ -12,7 +12,7 @@ then a linear classifier on the flattened features:
 import keras
 
 import gin
-from zapkeras import validate
+from zapkeras import settings
 from zapkeras.models import layers
 
 # image size -> (padding, whether each block ends with a max-pool)
@@ -20,11 +20,22 @@ _LAYOUTS = {
     28: ("valid", (True, True, False)),
     84: ("same", (True, True, True, True)),
 }
+_IMAGE_SIZE = settings.OneOf(
+    *_LAYOUTS,
+    hint="frati_convnet supports 28 (Omniglot) or 84 (Mini-ImageNet, "
+    "Omni-image) pixels.",
+)
 
 
 @gin.configurable
+@settings.declared("frati_convnet")
 def frati_convnet(
-    num_classes, *, image_size=28, channels=1, width=256, init="reference"
+    num_classes: settings.PositiveInt(example=964),
+    *,
+    image_size: _IMAGE_SIZE = 28,
+    channels: settings.PositiveInt = 1,
+    width: settings.PositiveInt = 256,
+    init: layers.Init = "reference",
 ):
     """Builds the small convnet on float32 [B, S, S, channels] images.
 
@@ -34,21 +45,6 @@ def frati_convnet(
     Layers are named conv<i>, norm<i>, relu<i>, pool<i>, `features` (the
     flattened output) and `classifier` (the logits).
     """
-    image_size = validate.one_of(
-        image_size,
-        tuple(_LAYOUTS),
-        "IMAGE_SIZE",
-        hint="frati_convnet supports 28 (Omniglot) or 84 (Mini-ImageNet, "
-        "Omni-image) pixels.",
-    )
-    width = validate.positive_int(width, "WIDTH", example=256)
-    num_classes = validate.positive_int(
-        num_classes, "frati_convnet.num_classes", example=964
-    )
-    channels = validate.positive_int(
-        channels, "frati_convnet.channels", example=1
-    )
-    init = layers.check_init(init, "frati_convnet.init")
     padding, pools = _LAYOUTS[image_size]
     inputs = keras.Input((image_size, image_size, channels), name="images")
     x = conv_blocks(inputs, width, pools, padding=padding, init=init)

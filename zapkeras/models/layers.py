@@ -12,10 +12,17 @@ import math
 import keras
 from keras import ops
 
+from zapkeras import settings
 from zapkeras import validate
 from zapkeras.errors import UsageError
 
 INITS = ("reference", "keras")
+# The kind of every model's `init` setting.
+Init = settings.OneOf(
+    *INITS,
+    hint="use 'reference' (the PyTorch init of the paper's code) or "
+    "'keras' (Keras defaults).",
+)
 
 
 def standardize(x, axes, epsilon, scale):
@@ -99,7 +106,7 @@ class ReparamLayerNorm(keras.layers.Layer):
 class CReLU(keras.layers.Layer):
     """Concatenated ReLU: [relu(x), relu(−x)] along the feature axis.
 
-    Shang et al. (2016), the CReLU baseline of lee2024 §3.3 (Abbas et al.
+    Shang et al. (2016), the CReLU baseline of lee2024 §3.4 (Abbas et al.
     2023). The output has twice the input's features, so the next layer's
     fan-in is twice the units before it. lee2024 writes −relu(−x) for the
     second half; both reference repos (H&T `CReLU`, the SWR network)
@@ -133,17 +140,6 @@ def units_before(kind, width, setting):
             "has width/2 units and CReLU doubles them)."
         )
     return width // 2
-
-
-def check_init(init, setting):
-    """`init` if it is one of INITS; UsageError naming `setting` if not."""
-    return validate.one_of(
-        init,
-        INITS,
-        setting,
-        hint="use 'reference' (the PyTorch init of the paper's code) or "
-        "'keras' (Keras defaults).",
-    )
 
 
 def kaiming_normal():

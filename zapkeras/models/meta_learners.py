@@ -1,4 +1,4 @@
-"""The meta-learning baselines frati2024 compares against (§4, Fig. 3).
+"""The meta-learning baselines frati2024 compares against (§3.1, Figs. 2–3).
 
 - ANML (Beaulieu et al. 2020): a representation network (RLN, frati's
   small convnet body) whose flattened features are gated elementwise by a
@@ -21,40 +21,27 @@ import math
 import keras
 
 import gin
-from zapkeras import validate
+from zapkeras import settings
 from zapkeras.models import layers
 from zapkeras.models.convnet import conv_blocks
 from zapkeras.models.convnet import conv_init
 
 ANML_INNER = ("rln_", "classifier")
 OML_INNER = ("pln_", "classifier")
-
-
-def _check(image_size, width, num_classes, init, supported, name):
-    """(image_size, width, num_classes, init) checked and normalised."""
-    return (
-        validate.one_of(
-            image_size,
-            supported,
-            "IMAGE_SIZE",
-            hint=f"{name} supports {' or '.join(map(str, supported))} "
-            "pixels.",
-        ),
-        validate.positive_int(width, "WIDTH", example=256),
-        validate.positive_int(num_classes, f"{name}.num_classes", example=964),
-        layers.check_init(init, f"{name}.init"),
-    )
+_ANML_SIZE = settings.OneOf(28, hint="anml supports 28 pixels.")
+_OML_SIZE = settings.OneOf(84, hint="oml supports 84 pixels.")
 
 
 @gin.configurable
+@settings.declared("anml")
 def anml(
-    num_classes,
+    num_classes: settings.PositiveInt(example=964),
     *,
-    image_size=28,
-    channels=1,
-    width=256,
-    nm_width=112,
-    init="reference",
+    image_size: _ANML_SIZE = 28,
+    channels: settings.PositiveInt = 1,
+    width: settings.PositiveInt = 256,
+    nm_width: settings.PositiveInt = 112,
+    init: layers.Init = "reference",
 ):
     """ANML at 28 px: RLN (3 blocks, `width`) gated by NM (3 blocks,
     `nm_width`, pooled to 1×1, Dense → sigmoid), then `classifier`.
@@ -62,10 +49,6 @@ def anml(
     Layers: rln_* (RLN), nm_* (NM, its gate `nm_gate`), `features` (the
     gated features) and `classifier`; inner-loop prefixes `ANML_INNER`.
     """
-    image_size, width, num_classes, init = _check(
-        image_size, width, num_classes, init, (28,), "anml"
-    )
-    nm_width = validate.positive_int(nm_width, "anml.nm_width", example=112)
     inputs = keras.Input((image_size, image_size, channels), name="images")
     rln = conv_blocks(
         inputs, width, (True, True, False), init=init, prefix="rln_"
@@ -81,14 +64,15 @@ def anml(
 
 
 @gin.configurable
+@settings.declared("oml")
 def oml(
-    num_classes,
+    num_classes: settings.PositiveInt(example=964),
     *,
-    image_size=84,
-    channels=1,
-    width=256,
-    hidden=1024,
-    init="reference",
+    image_size: _OML_SIZE = 84,
+    channels: settings.PositiveInt = 1,
+    width: settings.PositiveInt = 256,
+    hidden: settings.PositiveInt = 1024,
+    init: layers.Init = "reference",
 ):
     """OML at 84 px: six 3×3 'valid' convs (strides 2,1,2,1,2,2; ReLU) →
     2304 features at width 256 → PLN Dense(`hidden`, ReLU) → classifier.
@@ -96,10 +80,6 @@ def oml(
     Layers: rln_conv<i>, `features`, `pln_dense`, `classifier`;
     inner-loop prefixes `OML_INNER`.
     """
-    image_size, width, num_classes, init = _check(
-        image_size, width, num_classes, init, (84,), "oml"
-    )
-    hidden = validate.positive_int(hidden, "oml.hidden", example=1024)
     inputs = keras.Input((image_size, image_size, channels), name="images")
     x = inputs
     for i, stride in enumerate((2, 1, 2, 1, 2, 2)):

@@ -12,10 +12,13 @@ reference repos do; the next layer's fan-in is then twice the units before.
 import keras
 
 import gin
-from zapkeras import validate
+from zapkeras import settings
 from zapkeras.models import layers
 
 LAYER_NORMS = (None, "pre", "post", "reparam")
+_LAYER_NORM = settings.OneOf(
+    *LAYER_NORMS, hint="use None, 'pre', 'post' or 'reparam'."
+)
 
 
 def _norm(layer_norm, name):
@@ -26,15 +29,16 @@ def _norm(layer_norm, name):
 
 
 @gin.configurable
+@settings.declared("mlp")
 def mlp(
-    num_classes,
+    num_classes: settings.PositiveInt(example=10),
     *,
     input_shape,
-    width=256,
-    depth=2,
+    width: settings.PositiveInt = 256,
+    depth: settings.NonNegativeInt = 2,
     activation="relu",
-    layer_norm=None,
-    init="reference",
+    layer_norm: _LAYER_NORM = None,
+    init: layers.Init = "reference",
 ):
     """Builds Flatten → depth × (Dense → [norm] → act → [norm]) → classifier.
 
@@ -46,18 +50,6 @@ def mlp(
     biases, as the reference code does; init="keras" keeps Keras' defaults
     (Glorot-uniform kernels).
     """
-    layer_norm = validate.one_of(
-        layer_norm,
-        LAYER_NORMS,
-        "LAYER_NORM",
-        hint="use None, 'pre', 'post' or 'reparam'.",
-    )
-    width = validate.positive_int(width, "WIDTH", example=100)
-    depth = validate.non_negative_int(depth, "mlp.depth", example=2)
-    num_classes = validate.positive_int(
-        num_classes, "mlp.num_classes", example=10
-    )
-    init = layers.check_init(init, "mlp.init")
     hidden_units = layers.units_before(activation, width, "WIDTH")
 
     def dense(units, name):

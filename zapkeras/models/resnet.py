@@ -21,11 +21,15 @@ padding=1 does (Keras' 'same' would pad only bottom/right on even maps).
 import keras
 
 import gin
-from zapkeras import validate
+from zapkeras import settings
 from zapkeras.errors import UsageError
 from zapkeras.models import layers
 
 HEADS = ("linear", "gap_mlp")
+_HEAD = settings.OneOf(*HEADS, hint="use 'linear' or 'gap_mlp' (H&T).")
+_BLOCKS = settings.PositiveInts(
+    length=4, note="They are the BasicBlocks of each stage."
+)
 
 
 def _conv(x, filters, kernel, stride, init, name):
@@ -83,15 +87,16 @@ def _basic_block(x, filters, stride, init, prefix):
 
 
 @gin.configurable
+@settings.declared("resnet18")
 def resnet18(
-    num_classes,
+    num_classes: settings.PositiveInt(example=100),
     *,
-    input_shape=(32, 32, 3),
-    width=64,
-    blocks=(2, 2, 2, 2),
-    head="linear",
+    input_shape: settings.PositiveInts(length=3) = (32, 32, 3),
+    width: settings.PositiveInt = 64,
+    blocks: _BLOCKS = (2, 2, 2, 2),
+    head: _HEAD = "linear",
     head_activation="relu",
-    init="reference",
+    init: layers.Init = "reference",
 ):
     """Builds the CIFAR ResNet on float32 [B, H, W, C] images.
 
@@ -111,29 +116,11 @@ def resnet18(
     `_basic_block`; 0-based, projection shortcuts end in `_shortcut`);
     `pool` (global average); head_dense, head_act; `classifier`.
     """
-    head = validate.one_of(
-        head, HEADS, "resnet18.head", hint="use 'linear' or 'gap_mlp' (H&T)."
-    )
-    width = validate.positive_int(width, "resnet18.width", example=64)
-    blocks = validate.positive_ints(
-        blocks,
-        "resnet18.blocks",
-        length=4,
-        example=(2, 2, 2, 2),
-        note="They are the BasicBlocks of each stage.",
-    )
-    input_shape = validate.positive_ints(
-        input_shape, "resnet18.input_shape", length=3, example=(32, 32, 3)
-    )
-    num_classes = validate.positive_int(
-        num_classes, "resnet18.num_classes", example=100
-    )
     if head == "linear" and head_activation != "relu":
         raise UsageError(
             f"resnet18.head_activation = {head_activation!r} with the linear "
             "head, which has no hidden layer; use head='gap_mlp'."
         )
-    init = layers.check_init(init, "resnet18.init")
     inputs = keras.Input(tuple(input_shape), name="images")
     x = _conv(inputs, width, 3, 1, init, "stem_conv")
     x = layers.batch_norm("stem_bn")(x)

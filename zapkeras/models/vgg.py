@@ -25,13 +25,18 @@ and eps in both.
 import keras
 
 import gin
-from zapkeras import validate
+from zapkeras import settings
 from zapkeras.errors import UsageError
 from zapkeras.models import layers
 
 STYLES = ("frati", "cifar")
 GROUPS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 _DEFAULT_HIDDEN = {"frati": (), "cifar": (1024, 1024)}
+_STYLE = settings.OneOf(
+    *STYLES,
+    hint="use 'frati' (adaptive 7×7 pool, frati2024) or 'cifar' "
+    "(flatten + MLP head, lee2024).",
+)
 
 
 def _conv_kwargs(style, init, fan_in):
@@ -48,15 +53,16 @@ def _conv_kwargs(style, init, fan_in):
 
 
 @gin.configurable
+@settings.declared("vgg16")
 def vgg16(
-    num_classes,
+    num_classes: settings.PositiveInt(example=100),
     *,
-    input_shape=(84, 84, 3),
-    batch_norm=True,
-    style="frati",
-    hidden=None,
+    input_shape: settings.PositiveInts(length=3) = (84, 84, 3),
+    batch_norm: settings.Bool = True,
+    style: _STYLE = "frati",
+    hidden: settings.Maybe(settings.PositiveInts(example=(1024,))) = None,
     head_activation="relu",
-    init="reference",
+    init: layers.Init = "reference",
 ):
     """Builds VGG-16 on float32 [B, H, W, C] images.
 
@@ -76,27 +82,12 @@ def vgg16(
     group), pool<g>; `adaptive_pool` (frati); `features` (the flattened
     map); head_dense<k>, head_act<k>; `classifier`.
     """
-    style = validate.one_of(
-        style,
-        STYLES,
-        "vgg16.style",
-        hint="use 'frati' (adaptive 7×7 pool, frati2024) or 'cifar' "
-        "(flatten + MLP head, lee2024).",
-    )
-    input_shape = validate.positive_ints(
-        input_shape, "vgg16.input_shape", length=3, example=(84, 84, 3)
-    )
     if min(input_shape[:2]) < 32:
         raise UsageError(
             f"vgg16.input_shape = {input_shape}; VGG-16 halves the "
             "image five times, so height and width must be at least 32."
         )
-    num_classes = validate.positive_int(
-        num_classes, "vgg16.num_classes", example=100
-    )
-    init = layers.check_init(init, "vgg16.init")
     hidden = _DEFAULT_HIDDEN[style] if hidden is None else hidden
-    hidden = validate.positive_ints(hidden, "vgg16.hidden", example=(1024,))
     hidden_units = [
         layers.units_before(head_activation, width, "vgg16.hidden")
         for width in hidden

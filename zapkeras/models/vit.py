@@ -37,7 +37,7 @@ import keras
 from keras import ops
 
 import gin
-from zapkeras import validate
+from zapkeras import settings
 from zapkeras.errors import UsageError
 from zapkeras.models import layers
 
@@ -47,6 +47,17 @@ PRESETS = {
 }
 LAYER_NORMS = ("standard", "reparam")
 POOLS = ("cls", "mean")
+_PRESET = settings.OneOf(
+    *PRESETS,
+    hint="use 'hare_tortoise' (lee2024 ViT-Tiny) or 'swr' "
+    "(hernandez-garcia2025).",
+)
+_LAYER_NORM = settings.OneOf(
+    *LAYER_NORMS,
+    hint="use 'standard' or 'reparam' (x̂·(1 + γ) + β, "
+    "hernandez-garcia2025 §5).",
+)
+_DROPOUT = settings.Fraction(high_open=True)
 
 
 @keras.saving.register_keras_serializable(package="zapkeras")
@@ -182,37 +193,13 @@ def _reference_init(preset, role, fan_in):
     return {"kernel_initializer": "zeros", **zeros}  # the classifier
 
 
-def _check_preset(preset):
-    return validate.one_of(
-        preset,
-        tuple(PRESETS),
-        "vit.preset",
-        hint="use 'hare_tortoise' (lee2024 ViT-Tiny) or 'swr' "
-        "(hernandez-garcia2025).",
-    )
-
-
-def _check(layer_norm, pool, image_size, patch_size, sizes):
-    validate.one_of(
-        layer_norm,
-        LAYER_NORMS,
-        "vit.layer_norm",
-        hint="use 'standard' or 'reparam' (x̂·(1 + γ) + β, "
-        "hernandez-garcia2025 §5).",
-    )
-    validate.one_of(pool, POOLS, "vit.pool")
-    validate.positive_int(image_size, "vit.image_size", example=32)
-    validate.positive_int(patch_size, "vit.patch_size", example=4)
+def _check(image_size, patch_size, dim, heads):
+    """The sizes that must divide one another."""
     if image_size % patch_size:
         raise UsageError(
             f"vit.image_size = {image_size}, vit.patch_size = {patch_size}; "
             "the patch size must divide the image size."
         )
-    dim, depth, heads, mlp_dim = sizes
-    validate.positive_int(dim, "vit.dim", example=192)
-    validate.non_negative_int(depth, "vit.depth", example=12)
-    validate.positive_int(heads, "vit.heads", example=3)
-    validate.positive_int(mlp_dim, "vit.mlp_dim", example=768)
     if dim % heads:
         raise UsageError(
             f"vit.dim = {dim}, vit.heads = {heads}; dim must be a multiple "
@@ -221,23 +208,24 @@ def _check(layer_norm, pool, image_size, patch_size, sizes):
 
 
 @gin.configurable
+@settings.declared("vit")
 def vit(
-    num_classes,
+    num_classes: settings.PositiveInt(example=100),
     *,
-    image_size=32,
-    channels=3,
-    patch_size=4,
-    preset="hare_tortoise",
-    dim=None,
-    depth=None,
-    heads=None,
-    mlp_dim=None,
-    dropout=0.1,
-    emb_dropout=0.1,
-    pool="cls",
-    layer_norm="standard",
+    image_size: settings.PositiveInt = 32,
+    channels: settings.PositiveInt = 3,
+    patch_size: settings.PositiveInt = 4,
+    preset: _PRESET = "hare_tortoise",
+    dim: settings.Maybe(settings.PositiveInt(example=192)) = None,
+    depth: settings.Maybe(settings.NonNegativeInt(example=12)) = None,
+    heads: settings.Maybe(settings.PositiveInt(example=3)) = None,
+    mlp_dim: settings.Maybe(settings.PositiveInt(example=768)) = None,
+    dropout: _DROPOUT = 0.1,
+    emb_dropout: _DROPOUT = 0.1,
+    pool: settings.OneOf(*POOLS) = "cls",
+    layer_norm: _LAYER_NORM = "standard",
     layer_norm_epsilon=None,
-    init="reference",
+    init: layers.Init = "reference",
 ):
     """Builds a ViT on float32 [B, image_size, image_size, channels] images.
 
@@ -263,21 +251,12 @@ def vit(
     _mlp_dropout1, _mlp2, _mlp_dropout2, _mlp_add; final_norm, pool,
     classifier.
     """
-    preset = _check_preset(preset)
     defaults = PRESETS[preset]
     dim = defaults["dim"] if dim is None else dim
     depth = defaults["depth"] if depth is None else depth
     heads = defaults["heads"] if heads is None else heads
     mlp_dim = defaults["mlp_dim"] if mlp_dim is None else mlp_dim
-    sizes = (dim, depth, heads, mlp_dim)
-    _check(layer_norm, pool, image_size, patch_size, sizes)
-    num_classes = validate.positive_int(
-        num_classes, "vit.num_classes", example=100
-    )
-    channels = validate.positive_int(channels, "vit.channels", example=3)
-    for setting, rate in (("dropout", dropout), ("emb_dropout", emb_dropout)):
-        validate.fraction(rate, f"vit.{setting}", high_open=True, example=0.1)
-    init = layers.check_init(init, "vit.init")
+    _check(image_size, patch_size, dim, heads)
     if layer_norm_epsilon is None:
         reparam_swr = preset == "swr" and layer_norm == "reparam"
         layer_norm_epsilon = 1e-6 if reparam_swr else 1e-5
