@@ -23,13 +23,20 @@ from zapkeras import command
 
 SCALES = ("ci", "small", "paper")
 
-flags.DEFINE_string("data_dir", None, "--data_dir of every run.")
-flags.DEFINE_string("output_dir", None, "Where the grid goes (runs/<study>).")
+# data_dir, output_dir and gin_param are zapkeras.cli's names too: either
+# definition may override the other in a process that imports both.
+_SHARED = dict(allow_override=True)
+flags.DEFINE_string("data_dir", None, "--data_dir of every run.", **_SHARED)
+flags.DEFINE_string(
+    "output_dir", None, "Where the grid goes (runs/<study>).", **_SHARED
+)
 flags.DEFINE_enum("scale", "ci", list(SCALES), "Size of every run.")
 flags.DEFINE_integer(
     "seeds", None, "Seeds per cell, 0..seeds-1 (default: the scale's)."
 )
-flags.DEFINE_multi_string("gin_param", [], "Extra bindings for every run.")
+flags.DEFINE_multi_string(
+    "gin_param", [], "Extra bindings for every run.", **_SHARED
+)
 flags.DEFINE_integer("jobs", 1, "Runs at a time.", lower_bound=1)
 flags.DEFINE_bool("status", False, "Print the grid's progress and exit.")
 flags.DEFINE_bool(

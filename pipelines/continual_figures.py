@@ -11,7 +11,6 @@ from pipelines import grid
 from pipelines import stats
 from zapkeras.outputs import files
 from zapkeras.outputs import plots
-from zapkeras.protocols import diagnostics
 
 # hernandez-garcia2025 App. C's correlates of lost plasticity.
 CORRELATES = {
@@ -149,6 +148,7 @@ def accuracy_matrix(rep, name, title, runs, root):
     mean = stats.nanmean(np.array(matrices, float), axis=0)
     rep.figure(
         name,
-        diagnostics.plot_accuracy_matrix(mean.tolist()),
-        f"{title}: accuracy matrix, mean of {len(matrices)} seeds.",
+        plots.accuracy_matrix(mean, f"{title}: accuracy matrix"),
+        f"{title}: test accuracy on task j after training task i (tasks "
+        f"from 1), mean of {len(matrices)} seeds.",
     )

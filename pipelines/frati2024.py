@@ -78,6 +78,7 @@ ANALYSES = (
     "sequential_transfer.task_loss_every = 15",
     "TransferRunner.analyses = {'zap_divergence': @zap_divergence}",
 )
+PROTOCOLS = {"sequential": "sequential", "iid": "i.i.d."}
 KEYS = {
     "pretrain val acc": "pretrain.val_accuracy",
     "sequential transfer test acc": "transfer.sequential.test_accuracy",
@@ -124,9 +125,7 @@ def tables(values):
     tests = [
         [f"{zapped} vs {control}"]
         + [
-            stats.p_text(
-                stats.mann_whitney(values[zapped][k], values[control][k])
-            )
+            stats.mann_whitney(values[zapped][k], values[control][k])
             for k in KEYS
         ]
         for control, zapped in PAIRS
@@ -138,13 +137,38 @@ def tables(values):
     return out
 
 
-def table(values):
-    """table.md: the tables of `tables` in Markdown."""
+def table(values, warnings=()):
+    """table.md: the tables of `tables` in Markdown, the edge warnings
+    under the first."""
     parts = []
     for caption, header, rows in tables(values):
         parts += [caption] if caption else []
         parts.append(report.markdown_table(header, rows))
+        parts += [] if caption else list(warnings)
     return "\n\n".join(parts)
+
+
+def edge_warnings(finished, root):
+    """A line per condition and transfer whose best learning rate is the
+    smallest or largest swept (with the seeds): the best rate may lie
+    outside the range."""
+    edges = {}
+    for protocol, title in PROTOCOLS.items():
+        for run in finished:
+            result = grid.load(run, root)["transfer"][protocol]
+            rates = sorted(float(lr) for lr in result["by_lr"])
+            best = result["best_lr"]
+            if len(rates) > 1 and best in (rates[0], rates[-1]):
+                edge = "smallest" if best == rates[0] else "largest"
+                key = (title, run.name, best, edge, rates[0], rates[-1])
+                edges.setdefault(key, []).append(str(run.seed))
+    return [
+        f"Warning: {title} transfer, condition {name}: the best learning "
+        f"rate {best:g} is the {edge} swept ({low:g}–{high:g}) in seed(s) "
+        f"{', '.join(seeds)}; the best rate may lie outside the range, "
+        "widen TRANSFER_LRS."
+        for (title, name, best, edge, low, high), seeds in edges.items()
+    ]
 
 
 def _best_runs(run, root, protocol):
@@ -163,7 +187,7 @@ def _task_loss_every(run_dir):
 
 
 def _transfer_figures(rep, by_condition, root):
-    for protocol, title in (("sequential", "Sequential"), ("iid", "i.i.d.")):
+    for protocol, title in PROTOCOLS.items():
         curves = {
             name: [c for r in runs for c in _best_runs(r, root, protocol)]
             for name, runs in by_condition.items()
@@ -171,8 +195,9 @@ def _transfer_figures(rep, by_condition, root):
         rep.figure(
             f"transfer_{protocol}",
             plots.transfer_curves(curves),
-            f"{title} transfer: test accuracy (mean of seeds × transfer runs "
-            "at each seed's best learning rate; frati2024 Fig. 3).",
+            f"Test accuracy during {title} transfer, mean ± std of seeds × "
+            "transfer runs at each seed's best learning rate (frati2024 "
+            "Fig. 3).",
         )
 
 
@@ -229,7 +254,8 @@ def figures(rep, finished, root):
 def write_report(all_runs, root):
     finished = [r for r in all_runs if grid.is_done(r, root)]
     values = summarise(all_runs, root)
-    text = table(values)
+    warnings = edge_warnings(finished, root)
+    text = table(values, warnings)
     print("\n" + text)
     files.write_atomic(os.path.join(root, "table.md"), text + "\n")
     summary = {"scale": FLAGS.scale, "values": values}
@@ -240,15 +266,17 @@ def write_report(all_runs, root):
     report.grid_section(rep, all_runs, root, FLAGS.scale)
     rep.heading("Pretraining and transfer")
     rep.paragraph(
-        "Mean ± std over seeds; transfer accuracies at each run's best "
-        "learning rate; p: two-sided Mann-Whitney U of each zapped "
-        "condition against its control (frati2024 Fig. 3, frati2025 "
-        "Table 1)."
+        "Mean ± std over the seeds that finished (n=runs); transfer "
+        "accuracies at each run's best learning rate; p: two-sided "
+        "Mann-Whitney U of each zapped condition against its control "
+        "(frati2024 Fig. 3, frati2025 Table 1). " + stats.P_NOTE
     )
     for caption, header, rows in tables(values):
         if caption:
             rep.paragraph(caption)
         rep.table(header, rows)
+        for line in [] if caption else warnings:
+            rep.paragraph(line)
     rep.heading("Figures")
     figures(rep, finished, root)
     rep.write()

@@ -286,7 +286,7 @@ def _grouped(all_runs):
 def tables(all_runs, root):
     """{problem: (header, rows)} and the values behind them."""
     out, values = {}, {}
-    header = ["setting", "method", "n", *KEYS]
+    header = ["setting", "method", *KEYS]
     header += [f"p {k} vs base" for k in TESTED]
     for problem, settings in _grouped(all_runs).items():
         rows = []
@@ -299,15 +299,14 @@ def tables(all_runs, root):
                     (
                         stats.mann_whitney(metrics[k], base[k])
                         if base is not None and method != "base"
-                        else None
+                        else "–"
                     )
                     for k in TESTED
                 ]
-                n = len(stats.present(metrics["final test acc"]))
                 rows.append(
-                    [setting, method, n]
+                    [setting, method]
                     + [stats.mean_std(metrics[k]) for k in KEYS]
-                    + [stats.p_text(x) for x in p]
+                    + p
                 )
         out[problem] = (header, rows)
     return out, values
@@ -319,15 +318,15 @@ def write_report(all_runs, root):
     )
     report.grid_section(rep, all_runs, root, FLAGS.scale)
     table_list, values = tables(all_runs, root)
+    rep.paragraph(
+        "Tables: mean ± std over the seeds that finished (n=runs); final = "
+        "the last task's; mean online acc = the average over tasks of each "
+        "task's average online accuracy (§3); p: two-sided Mann-Whitney U "
+        "against base in the same setting. " + stats.P_NOTE
+    )
     markdown = []
     for problem, (header, rows) in table_list.items():
         rep.heading(problem.replace("_", "-"))
-        rep.paragraph(
-            "Mean ± std over seeds (n finished); final = the last task's; "
-            "mean online acc = the average over tasks of each task's "
-            "average online accuracy (§3); p: two-sided Mann-Whitney U "
-            "against base in the same setting."
-        )
         rep.table(header, rows)
         markdown += [f"## {problem}", report.markdown_table(header, rows)]
         for setting, methods in _grouped(all_runs)[problem].items():

@@ -1,7 +1,9 @@
 """What a study's tables are made of: values per grid cell read from the
-runs' results.json, mean ± std over seeds, two-sided Mann-Whitney U tests
-(scipy), and per-run curves stacked for the mean ± std figures."""
+runs' results.json, mean ± std over seeds with the number of runs, two-sided
+Mann-Whitney U tests (scipy), and per-run curves stacked for the mean ± std
+figures."""
 
+import math
 import warnings
 
 import numpy as np
@@ -50,23 +52,43 @@ def present(values):
 
 
 def mean_std(values):
-    """'mean ± std' (population std, 3 decimals) of the present values."""
+    """'mean ± std (n=N)' (population std, 3 decimals) of the present
+    values; a single run shows its value alone, 'value (n=1)'."""
     values = present(values)
     if not values:
         return "–"
-    return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
+    if len(values) == 1:
+        return f"{values[0]:.3f} (n=1)"
+    return f"{np.mean(values):.3f} ± {np.std(values):.3f} (n={len(values)})"
+
+
+ALPHA = 0.05
+P_NOTE = (
+    "A p cell '– (n too small: min p = …)' marks a comparison whose run "
+    "counts cannot give a two-sided Mann-Whitney U p below "
+    f"{ALPHA:g} even when every run of one side beats every run of the "
+    "other (min p = 2 / C(n1 + n2, n1)), so no test is reported."
+)
+
+
+def min_p(n1, n2):
+    """Smallest two-sided exact Mann-Whitney U p-value of samples of
+    n1 and n2 runs (complete separation)."""
+    return min(1.0, 2 / math.comb(n1 + n2, n1))
 
 
 def mann_whitney(a, b):
-    """Two-sided Mann-Whitney U p-value of a vs b (None if too few)."""
+    """The table's p cell of a vs b: the two-sided Mann-Whitney U p-value,
+    '–' without runs on a side, and a note instead when the sizes cannot
+    reach ALPHA (see P_NOTE)."""
     a, b = present(a), present(b)
-    if len(a) < 2 or len(b) < 2:
-        return None
-    return float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
-
-
-def p_text(p):
-    return "–" if p is None else f"{p:.3g}"
+    if not a or not b:
+        return "–"
+    smallest = min_p(len(a), len(b))
+    if smallest > ALPHA:
+        return f"– (n too small: min p = {smallest:.2g})"
+    p = stats.mannwhitneyu(a, b, alternative="two-sided").pvalue
+    return f"{p:.3g}"
 
 
 def stack(curves):

@@ -236,7 +236,6 @@ def collect(all_runs, root):
 HEADER = [
     "grid point",
     "method",
-    "n",
     "test acc",
     "fresh test acc",
     "gap (fresh − test)",
@@ -250,14 +249,14 @@ def table_rows(values):
     for point, methods in values.items():
         base = methods.get("base")
         for method, v in methods.items():
-            vs_base = None
+            vs_base = "–"
             if base is not None and method != "base":
                 vs_base = stats.mann_whitney(v["test acc"], base["test acc"])
             vs_fresh = stats.mann_whitney(v["test acc"], v["fresh test acc"])
             rows.append(
-                [point, method, len(stats.present(v["test acc"]))]
-                + [stats.mean_std(v[k]) for k in HEADER[3:6]]
-                + [stats.p_text(vs_base), stats.p_text(vs_fresh)]
+                [point, method]
+                + [stats.mean_std(v[k]) for k in HEADER[2:5]]
+                + [vs_base, vs_fresh]
             )
     return rows
 
@@ -359,11 +358,11 @@ def write_report(all_runs, root):
     report.grid_section(rep, all_runs, root, FLAGS.scale)
     rep.heading("Warm-started vs fresh")
     rep.paragraph(
-        "Mean ± std over seeds (n finished). test acc: the network the "
-        "method predicts with (the tortoise for hare_tortoise); fresh: the "
-        "base run's network trained from the same initial weights on the "
-        "final data only; gap = fresh − test, per seed; p: two-sided "
-        "Mann-Whitney U."
+        "Mean ± std over the seeds that finished (n=runs). test acc: the "
+        "network the method predicts with (the tortoise for hare_tortoise); "
+        "fresh: the base run's network trained from the same initial weights "
+        "on the final data only; gap = fresh − test, per seed; p: two-sided "
+        "Mann-Whitney U. " + stats.P_NOTE
     )
     rep.table(HEADER, rows)
     rep.heading("Figures")

@@ -28,13 +28,17 @@ flags.DEFINE_multi_string(
     "Gin config file(s), or shipped configs by name (omniglot/asb_zap.gin);"
     " they compose left to right.",
 )
+# data_dir, output_dir and gin_param are pipelines.cli's names too: either
+# definition may override the other in a process that imports both.
+_SHARED = dict(allow_override=True)
 flags.DEFINE_multi_string(
-    "gin_param", [], "Gin binding(s), applied after the files."
+    "gin_param", [], "Gin binding(s), applied after the files.", **_SHARED
 )
 flags.DEFINE_string(
     "output_dir",
     None,
     "Where outputs go; default runs/<config-name>-<YYYYmmdd-HHMMSS>.",
+    **_SHARED,
 )
 flags.DEFINE_bool(
     "overwrite",
@@ -46,6 +50,7 @@ flags.DEFINE_string(
     "data_dir",
     None,
     "Dataset root; default $ZAPKERAS_DATA_DIR, else ~/tensorflow_datasets.",
+    **_SHARED,
 )
 flags.DEFINE_integer(
     "seed", 0, "Fixes data order, init, resets, sampling.", lower_bound=0

@@ -13,11 +13,9 @@ from tests.cli_utils import read_scalar_tags
 
 def mean_std(values):
     """The report's cell, computed here from the raw values."""
-    return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
-
-
-def p_text(p):
-    return f"{p:.3g}"
+    if len(values) == 1:
+        return f"{values[0]:.3f} (n=1)"
+    return f"{np.mean(values):.3f} ± {np.std(values):.3f} (n={len(values)})"
 
 
 def md_tables(path):

@@ -7,8 +7,8 @@ import os
 
 import numpy as np
 import pytest
-from scipy import stats
 
+from pipelines import stats
 from tests.cli_utils import run_module
 from tests.pipelines import report_checks
 
@@ -59,16 +59,14 @@ def test_hernandez2025_report_matches_the_runs(tmp_path):
     rows = report_checks.rows_by(table, "setting", "method")
     for method, metrics in values.items():
         row = rows[("small-none", method)]
-        assert row["n"] == "2"
         for label, v in metrics.items():
             assert row[label] == report_checks.mean_std(v), (method, label)
     assert rows[("small-none", "base")]["p final test acc vs base"] == "–"
-    for label in ("final online acc", "final test acc"):
-        p = stats.mannwhitneyu(
-            values["swr"][label], values["base"][label], alternative="two-sided"
-        ).pvalue
+    for label in ("final online acc", "final test acc"):  # 2 seeds a side
         cell_p = rows[("small-none", "swr")][f"p {label} vs base"]
-        assert cell_p == report_checks.p_text(p)
+        assert cell_p == "– (n too small: min p = 0.33)"
+    with open(os.path.join(root, "report.md")) as f:
+        assert f.read().count(stats.P_NOTE) == 1
     report_checks.assert_figures(
         root,
         [

@@ -29,19 +29,19 @@ def test_markdown_and_html_hold_the_same_blocks(tmp_path):
     rep = report.Report(root, "Study & co")
     rep.heading("Results")
     rep.paragraph("p < 0.05 means <b>nothing</b> here")
-    rep.table(["method", "acc"], [["base", "0.100 ± 0.000"], ["x|y", 1]])
+    rep.table(["method", "acc"], [["base", "0.100 (n=1)"], ["x|y", 1]])
     rep.figure("curve", png, "A curve")
     markdown = rep.write()
     with open(os.path.join(root, "report.md")) as f:
         assert f.read() == markdown + "\n"
     assert markdown.startswith("# Study & co\n\n## Results\n\n")
-    assert "| method | acc |\n|---|---|\n| base | 0.100 ± 0.000 |" in markdown
+    assert "| method | acc |\n|---|---|\n| base | 0.100 (n=1) |" in markdown
     assert "![A curve](figures/curve.png)" in markdown
     with open(os.path.join(root, "report.html")) as f:
         page = f.read()
     assert "<h1>Study &amp; co</h1>" in page
     assert "<p>p &lt; 0.05 means &lt;b&gt;nothing&lt;/b&gt; here</p>" in page
-    assert "<tr><td>base</td><td>0.100 ± 0.000</td></tr>" in page
+    assert "<tr><td>base</td><td>0.100 (n=1)</td></tr>" in page
     with open(os.path.join(root, "figures", "curve.png"), "rb") as f:
         assert f.read() == png
     assert base64.b64encode(png).decode("ascii") in page

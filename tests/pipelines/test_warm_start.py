@@ -5,10 +5,12 @@ stages), each report checked against the runs' results.json."""
 
 import json
 import os
+import types
 
 import pytest
-from scipy import stats
 
+from pipelines import stats
+from pipelines import warm_start
 from tests.cli_utils import run_module
 from tests.pipelines import report_checks
 
@@ -54,18 +56,13 @@ def test_lee2024_report_matches_the_runs(tmp_path):
     rows = _table(root)
     for method, acc in accuracy.items():
         row = rows[(point, method)]
-        assert row["n"] == "2"
         assert row["test acc"] == report_checks.mean_std(acc)
         assert row["fresh test acc"] == report_checks.mean_std(fresh)
         gap = [f - a for f, a in zip(fresh, acc)]
         assert row["gap (fresh − test)"] == report_checks.mean_std(gap)
-        p = stats.mannwhitneyu(acc, fresh, alternative="two-sided").pvalue
-        assert row["p test vs fresh"] == report_checks.p_text(p)
-    p = stats.mannwhitneyu(
-        accuracy["hare_tortoise"], accuracy["base"], alternative="two-sided"
-    ).pvalue
+        assert row["p test vs fresh"] == "– (n too small: min p = 0.33)"
     assert rows[(point, "hare_tortoise")]["p test vs base"] == (
-        report_checks.p_text(p)
+        "– (n too small: min p = 0.33)"
     )
     report_checks.assert_figures(
         root,
@@ -112,3 +109,46 @@ def test_berariu2021_report_matches_the_runs(tmp_path):
             "stages_3-uniform_1_learning_curve",
         ],
     )
+
+
+def test_table_shows_n_single_runs_and_p_where_reachable(tmp_path, monkeypatch):
+    """Four seeds a side can reach p < 0.05, one seed cannot."""
+    values = {
+        "ratio_0.1-noise_0.5": {
+            "base": {
+                "test acc": [0.5, 0.52, 0.54, 0.56],
+                "fresh test acc": [0.6, 0.62, 0.64, 0.66],
+                "gap (fresh − test)": [0.1, 0.1, 0.1, 0.1],
+            },
+            "head_reset": {
+                "test acc": [0.55, None, None, None],
+                "fresh test acc": [0.65, None, None, None],
+                "gap (fresh − test)": [0.1, None, None, None],
+            },
+        }
+    }
+    rows = {row[1]: row for row in warm_start.table_rows(values)}
+    assert warm_start.HEADER[2] == "test acc"
+    assert rows["base"][2:] == [
+        "0.530 ± 0.022 (n=4)",
+        "0.630 ± 0.022 (n=4)",
+        "0.100 ± 0.000 (n=4)",
+        "–",
+        "0.0286",
+    ]
+    assert rows["head_reset"][2:] == [
+        "0.550 (n=1)",
+        "0.650 (n=1)",
+        "0.100 (n=1)",
+        "– (n too small: min p = 0.4)",
+        "– (n too small: min p = 1)",
+    ]
+    root = str(tmp_path)
+    monkeypatch.setattr(
+        warm_start, "FLAGS", types.SimpleNamespace(study="lee2024", scale="ci")
+    )
+    monkeypatch.setattr(warm_start, "collect", lambda runs, root: values)
+    monkeypatch.setattr(warm_start, "_figures", lambda *args: None)
+    warm_start.write_report([], root)
+    with open(os.path.join(root, "report.md")) as f:
+        assert f.read().count(stats.P_NOTE) == 1

@@ -18,26 +18,44 @@ def png(fig):
     return buffer.getvalue()
 
 
-def transfer_curves(curves_by_condition, metric="test_accuracy_seen"):
-    """Sequential-transfer accuracy vs classes learned, one line a condition.
+# A transfer curve's x key: (title, x label, y label). Sequential transfer
+# scores the classes seen so far; i.i.d. transfer trains on all of them.
+_TRANSFER = {
+    "classes_seen": (
+        "Sequential transfer",
+        "classes learned",
+        "test accuracy on the classes seen",
+    ),
+    "step": ("i.i.d. transfer", "training step", "test accuracy"),
+}
+
+
+def transfer_curves(curves_by_condition):
+    """Transfer test accuracy, mean ± std over runs, one line a condition.
 
     `curves_by_condition` maps a condition name to the list of runs (each a
-    dict with a "curve") at that condition's best learning rate. Returns the
-    figure as PNG bytes.
+    dict with a "curve") at that condition's best learning rate; sequential
+    curves are plotted against classes learned, i.i.d. ones against
+    training steps. Returns the figure as PNG bytes.
     """
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     for name, runs in curves_by_condition.items():
         points = runs[0]["curve"]
         x_key = "classes_seen" if "classes_seen" in points[0] else "step"
         x = [p[x_key] for p in points]
-        y = [
-            sum(r["curve"][i][metric] for r in runs) / len(runs)
-            for i in range(len(points))
-        ]
-        ax.plot(x, y, marker="o", label=name)
-    ax.set_xlabel(x_key.replace("_", " "))
-    ax.set_ylabel(metric.replace("_", " "))
-    ax.set_title("Transfer (best learning rate)")
+        y = np.array(
+            [[p["test_accuracy_seen"] for p in r["curve"]] for r in runs]
+        )
+        mean, std = y.mean(0), y.std(0)
+        (line,) = ax.plot(x, mean, marker="o", label=f"{name} (n={len(runs)})")
+        ax.fill_between(
+            x, mean - std, mean + std, color=line.get_color(), alpha=0.2
+        )
+    title, xlabel, ylabel = _TRANSFER[x_key]
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    ax.set_title(f"{title}: {ylabel} (best learning rate)")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -56,7 +74,7 @@ def task_losses(losses, every):
     steps = [(p + 1) * every for p in range(points)]
     for task in range(tasks):
         ax.plot(steps, losses[:, task], color=colors[task], linewidth=0.8)
-    ax.set_xlabel("step")
+    ax.set_xlabel("training step")
     ax.set_ylabel("task loss (support images)")
     ax.set_title(f"Per-task losses, {tasks} tasks (blue first, red last)")
     fig.tight_layout()
@@ -74,6 +92,25 @@ def layer_similarity(layers, similarity, title):
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
+    fig.tight_layout()
+    return png(fig)
+
+
+def accuracy_matrix(matrix, title):
+    """Heatmap of a[i][j], test accuracy on task j after training task i
+    (0-based arrays, NaN or None where not measured), tasks labelled from 1
+    as in the console."""
+    a = np.array([[np.nan if v is None else v for v in row] for row in matrix])
+    fig, ax = plt.subplots(figsize=(5, 4.5), dpi=100)
+    image = ax.imshow(a, vmin=0, vmax=1, cmap="viridis", origin="upper")
+    fig.colorbar(image, ax=ax, label="test accuracy")
+    one_based = ticker.FuncFormatter(lambda v, _: f"{int(v) + 1}")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(ticker.MaxNLocator(integer=True))
+        axis.set_major_formatter(one_based)
+    ax.set_xlabel("evaluated on task")
+    ax.set_ylabel("after training task")
+    ax.set_title(title)
     fig.tight_layout()
     return png(fig)
 

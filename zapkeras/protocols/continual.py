@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 import gin
-from zapkeras import validate
+from zapkeras import settings
 from zapkeras.errors import UsageError
 from zapkeras.methods import base
 from zapkeras.outputs import console
@@ -160,9 +160,7 @@ class _Run:
         scale = diagnostics.layer_norm_scale(self.model)
         if scale is not None:
             record["layer_norm_scale"] = scale
-        self.context.writer.scalars(
-            "continual/diagnostics", record, self.recorder.global_step
-        )
+        self.context.writer.scalars("continual/diagnostics", record, task + 1)
         self.state["current"] = {"diagnostics": record, "online": []}
         self.task_hooks("on_task_begin", task)
 
@@ -222,21 +220,17 @@ class _Run:
         return record
 
     def log_task(self, task, record):
-        step = self.recorder.global_step
         values = {
             k: v
             for k, v in record.items()
             if (k == "online_accuracy" or k.endswith("test_accuracy"))
             and v is not None
         }
-        self.context.writer.scalars(f"task_{task:03d}", values, step)
+        # Per-task values: step = task number (from 1, as the console).
+        self.context.writer.scalars("continual", values, task + 1)
         self.context.writer.scalars(
-            "continual", {**values, "task": task + 1}, step
+            "continual/steps", {"task": task + 1}, self.recorder.global_step
         )
-        if record["counters"]:
-            self.context.writer.scalars(
-                "continual/methods", record["counters"], step
-            )
         line = "  ".join(f"{k} {v:.4f}" for k, v in values.items())
         console.say(
             f"continual[{self.problem.name}] task {task + 1}/"
@@ -279,6 +273,7 @@ class _EpochSaver(keras.callbacks.Callback):
 
 
 @gin.configurable("continual_learning")
+@settings.declared("continual_learning")
 class ContinualLearning(protocol_base.Protocol):
     """Runs a continual problem (module docstring); gin:
     `continual_learning`. Called with the network (built under the
@@ -317,37 +312,23 @@ class ContinualLearning(protocol_base.Protocol):
         self,
         *,
         problem=gin.REQUIRED,
-        batch_size=30,
-        learning_rate=0.05,
+        batch_size: settings.PositiveInt = 30,
+        learning_rate: settings.PositiveNumber = 0.05,
         optimizer=keras.optimizers.SGD,
-        lr_schedule="constant",
-        warmup_fraction=0.1,
-        reset_optimizer=False,
+        lr_schedule: settings.OneOf(*task_training.SCHEDULES) = "constant",
+        warmup_fraction: settings.Fraction = 0.1,
+        reset_optimizer: settings.Bool = False,
         callbacks=(),
         augment=None,
-        restore_best=False,
-        accuracy_matrix=False,
+        restore_best: settings.Bool = False,
+        accuracy_matrix: settings.Bool = False,
         fresh_baseline=None,
-        probe_size=1500,
-        dormant_threshold=0.025,
-        online_window=10,
-        eval_batch_size=1000,
-        checkpoint_every_epochs=1,
+        probe_size: settings.PositiveInt = 1500,
+        dormant_threshold: settings.NonNegativeNumber = 0.025,
+        online_window: settings.PositiveInt = 10,
+        eval_batch_size: settings.PositiveInt = 1000,
+        checkpoint_every_epochs: settings.PositiveInt = 1,
     ):
-        for name, value in (
-            ("batch_size", batch_size),
-            ("probe_size", probe_size),
-            ("online_window", online_window),
-            ("eval_batch_size", eval_batch_size),
-            ("checkpoint_every_epochs", checkpoint_every_epochs),
-        ):
-            validate.positive_int(value, f"continual_learning.{name}")
-        validate.non_negative_number(
-            dormant_threshold, "continual_learning.dormant_threshold"
-        )
-        task_training.check_schedule(
-            learning_rate, lr_schedule, warmup_fraction
-        )
         self.problem_fn = problem
         self.batch_size, self.learning_rate = batch_size, learning_rate
         self.optimizer, self.lr_schedule = optimizer, lr_schedule
@@ -418,7 +399,7 @@ class ContinualLearning(protocol_base.Protocol):
             if state["epoch"] == 0:
                 run.begin_task(task)
             prior = state["current"]["online"]
-            run.recorder.begin(f"task_{task:03d}")
+            run.recorder.begin()
             fit_callbacks = [*run.callbacks, run.recorder]
             if self.restore_best:
                 fit_callbacks.append(run.best)

@@ -51,11 +51,11 @@ def summarize(state, problem, context, global_step, window):
         results["generalization_gap"] = fresh - results["test_accuracy"]
     results["global_steps"] = global_step
     results["wall_seconds"] = state.get("wall_seconds", 0.0)
-    _write(results, tasks, context, global_step, window)
+    _write(results, tasks, context, window)
     return results
 
 
-def _write(results, tasks, context, global_step, window):
+def _write(results, tasks, context, window):
     files.write_json(
         context.curves_path("continual_online_accuracy.json"),
         {
@@ -64,8 +64,8 @@ def _write(results, tasks, context, global_step, window):
         },
     )
     final = {k: results[k] for k in _FINAL if results.get(k) is not None}
-    if final:
-        context.writer.scalars("continual", final, global_step)
+    if final:  # `continual/…` steps are task numbers: at the last task
+        context.writer.scalars("continual", final, len(tasks))
     series = {
         name: results[f"{key}_per_task"]
         for name, key in (

@@ -26,8 +26,11 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from zapkeras import validate
+from zapkeras import settings
 from zapkeras.errors import UsageError
+
+# BatchRecorder's tags: curves within tasks, at the global step.
+_PREFIX = "continual/steps"
 
 _NEG = -1e9
 
@@ -110,13 +113,15 @@ class MaskedMetric(keras.metrics.MeanMetricWrapper):
 SCHEDULES = ("constant", "warmup", "one_cycle")
 
 
-def check_schedule(learning_rate, kind, warmup_fraction):
-    """UsageError unless the continual schedule settings are valid."""
-    validate.one_of(kind, SCHEDULES, "continual_learning.lr_schedule")
-    validate.positive_number(
-        learning_rate, "continual_learning.learning_rate", example=0.05
-    )
-    validate.fraction(warmup_fraction, "continual_learning.warmup_fraction")
+@settings.declared("continual_learning")
+def check_schedule(
+    learning_rate: settings.PositiveNumber(example=0.05),
+    lr_schedule: settings.OneOf(*SCHEDULES),
+    warmup_fraction: settings.Fraction(example=0.1),
+):
+    """The continual schedule settings, normalised; UsageError unless
+    they are valid."""
+    return learning_rate, lr_schedule, warmup_fraction
 
 
 @keras.saving.register_keras_serializable(package="zapkeras")
@@ -132,10 +137,9 @@ class TaskLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         div_factor=25.0,
         final_div_factor=1e4,
     ):
-        check_schedule(learning_rate, kind, warmup_fraction)
-        self.learning_rate = float(learning_rate)
-        self.kind = kind
-        self.warmup_fraction = warmup_fraction
+        self.learning_rate, self.kind, self.warmup_fraction = check_schedule(
+            learning_rate, kind, warmup_fraction
+        )
         self.pct_start = pct_start
         self.div_factor = div_factor
         self.final_div_factor = final_div_factor
@@ -184,7 +188,9 @@ class BatchRecorder(keras.callbacks.Callback):
     over replicas), and a global step that survives optimizer resets.
 
     Every `window` batches the window's mean accuracy and loss are written
-    to TensorBoard as `<prefix>/online_accuracy` and `<prefix>/loss`.
+    to TensorBoard as `continual/steps/online_accuracy` and `…/loss`, and
+    each epoch's fit logs as `continual/steps/epoch_<metric>` (validation
+    in the validation run), all at the global step.
     """
 
     def __init__(self, writer, window, global_step=0):
@@ -192,12 +198,11 @@ class BatchRecorder(keras.callbacks.Callback):
         self.writer = writer
         self.window = window
         self.global_step = global_step
-        self.prefix = "task"
         self.accuracy = []
         self.loss = []
 
-    def begin(self, prefix):
-        self.prefix = prefix
+    def begin(self):
+        """A new task: its batches' records start empty."""
         self.accuracy, self.loss = [], []
 
     def _metric(self, name):
@@ -226,7 +231,7 @@ class BatchRecorder(keras.callbacks.Callback):
         self.loss.append(self._batch_value("ce"))
         if len(self.accuracy) % self.window == 0:
             self.writer.scalars(
-                self.prefix,
+                _PREFIX,
                 {
                     "online_accuracy": np.mean(self.accuracy[-self.window :]),
                     "loss": np.mean(self.loss[-self.window :]),
@@ -235,9 +240,7 @@ class BatchRecorder(keras.callbacks.Callback):
             )
 
     def on_epoch_end(self, epoch, logs=None):
-        values = {f"epoch_{k}": v for k, v in (logs or {}).items()}
-        values["epoch"] = epoch + 1
-        self.writer.scalars(self.prefix, values, self.global_step)
+        self.writer.fit_logs(_PREFIX, logs, self.global_step, "epoch_{}")
 
 
 class BestWeights(keras.callbacks.Callback):

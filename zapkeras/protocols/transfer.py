@@ -28,7 +28,7 @@ import numpy as np
 
 import gin
 from zapkeras import data as data_lib
-from zapkeras import validate
+from zapkeras import settings
 from zapkeras.errors import UsageError
 from zapkeras.outputs import console
 from zapkeras.outputs import files
@@ -167,6 +167,9 @@ def eval_points(num_classes, eval_every):
     return sorted(points)
 
 
+_LEARNING_RATES = settings.LearningRates(example=(1e-3, 4e-4))
+
+
 class _Sweep(protocol_base.Protocol):
     """A transfer protocol: a sweep of learning rates × runs on the pool.
 
@@ -185,24 +188,9 @@ class _Sweep(protocol_base.Protocol):
         train_per_class,
         linear_probe,
         optimizer,
-        **positive,
     ):
-        self.learning_rates = validate.learning_rates(
-            learning_rates,
-            f"{self.name}_transfer.learning_rates",
-            example=(1e-3, 4e-4),
-        )
-        self.runs = validate.positive_int(
-            runs, f"{self.name}_transfer.runs", example=10
-        )
-        self.classes = validate.positive_int(
-            classes, f"{self.name}_transfer.classes", example=600
-        )
-        self.train_per_class = validate.positive_int(
-            train_per_class, f"{self.name}_transfer.train_per_class"
-        )
-        for setting, value in positive.items():
-            validate.positive_int(value, f"{self.name}_transfer.{setting}")
+        self.learning_rates, self.runs = learning_rates, runs
+        self.classes, self.train_per_class = classes, train_per_class
         self.linear_probe, self.optimizer = linear_probe, optimizer
         self.best_curve = None
 
@@ -234,6 +222,12 @@ class _Sweep(protocol_base.Protocol):
             )
         }
 
+    def figures(self, runs):
+        """transfer_<name>: test accuracy, mean ± std over the transfer
+        runs at each condition's best rate (one plot per curve file)."""
+        curves = {c: p.best_curve for c, p in runs.items()}
+        return {f"transfer_{self.name}": plots.transfer_curves(curves)}
+
     def __call__(self, model, data, context):
         """Runs the sweep from `model`'s weights; returns the summary."""
         self.check(data)
@@ -257,6 +251,7 @@ class _Sweep(protocol_base.Protocol):
 
 
 @gin.configurable("sequential_transfer")
+@settings.declared("sequential_transfer")
 class SequentialTransfer(_Sweep):
     """frati2024 Alg. 2 (module docstring); gin: `sequential_transfer`.
 
@@ -269,15 +264,15 @@ class SequentialTransfer(_Sweep):
     def __init__(
         self,
         *,
-        learning_rates=(1e-3,),
-        runs=10,
-        classes=600,
-        train_per_class=15,
-        eval_every=50,
-        epochs=1,
-        linear_probe=True,
+        learning_rates: _LEARNING_RATES = (1e-3,),
+        runs: settings.PositiveInt = 10,
+        classes: settings.PositiveInt = 600,
+        train_per_class: settings.PositiveInt = 15,
+        eval_every: settings.PositiveInt = 50,
+        epochs: settings.PositiveInt = 1,
+        linear_probe: settings.Bool = True,
         optimizer=keras.optimizers.Adam,
-        task_loss_every=0,
+        task_loss_every: settings.NonNegativeInt = 0,
     ):
         super().__init__(
             learning_rates,
@@ -286,17 +281,9 @@ class SequentialTransfer(_Sweep):
             train_per_class,
             linear_probe,
             optimizer,
-            eval_every=eval_every,
-            epochs=epochs,
         )
         self.eval_every, self.epochs = eval_every, epochs
         self.task_loss_every = task_loss_every
-
-    def figures(self, runs):
-        """Transfer accuracy vs classes learned, at each condition's best
-        rate."""
-        curves = {c: p.best_curve for c, p in runs.items()}
-        return {"transfer_sequential": plots.transfer_curves(curves)}
 
     def _run_fn(self, t, context):
         classes, epochs = self.classes, self.epochs
@@ -345,6 +332,7 @@ class SequentialTransfer(_Sweep):
 
 
 @gin.configurable("iid_transfer")
+@settings.declared("iid_transfer")
 class IidTransfer(_Sweep):
     """frati2024 Alg. 3: mini-batch fine-tuning; gin: `iid_transfer`.
 
@@ -356,14 +344,14 @@ class IidTransfer(_Sweep):
     def __init__(
         self,
         *,
-        learning_rates=(1e-3,),
-        runs=10,
-        classes=600,
-        train_per_class=15,
-        epochs=1,
-        batch_size=256,
-        eval_every_steps=5,
-        linear_probe=True,
+        learning_rates: _LEARNING_RATES = (1e-3,),
+        runs: settings.PositiveInt = 10,
+        classes: settings.PositiveInt = 600,
+        train_per_class: settings.PositiveInt = 15,
+        epochs: settings.PositiveInt = 1,
+        batch_size: settings.PositiveInt = 256,
+        eval_every_steps: settings.PositiveInt = 5,
+        linear_probe: settings.Bool = True,
         optimizer=keras.optimizers.Adam,
     ):
         super().__init__(
@@ -373,9 +361,6 @@ class IidTransfer(_Sweep):
             train_per_class,
             linear_probe,
             optimizer,
-            epochs=epochs,
-            batch_size=batch_size,
-            eval_every_steps=eval_every_steps,
         )
         self.epochs, self.batch_size = epochs, batch_size
         self.eval_every_steps = eval_every_steps
@@ -417,11 +402,17 @@ def _save_task_losses(context, name, losses, every):
     with open(path[: -len(".npy")] + ".png", "wb") as f:
         f.write(png)
     context.writer.image(f"transfer/sequential/task_losses/{name}", png)
+    # One tag per curve: the mean over tasks at each step, and the final
+    # loss per task at step = task number (from 1, in training order).
     for point, row in enumerate(losses):
         context.writer.scalars(
             f"transfer/sequential/{name}",
-            {f"task_{i:03d}/loss": v for i, v in enumerate(row)},
+            {"mean_task_loss": np.mean(row)},
             (point + 1) * every,
+        )
+    for task, loss in enumerate(losses[-1]):
+        context.writer.scalars(
+            f"transfer/sequential/{name}", {"task_loss": loss}, task + 1
         )
 
 

@@ -17,7 +17,7 @@ from keras import ops
 
 import gin
 from zapkeras import data as data_lib
-from zapkeras import validate
+from zapkeras import settings
 from zapkeras.methods import zapping
 from zapkeras.outputs import plots
 from zapkeras.protocols import base as protocol_base
@@ -78,6 +78,7 @@ def divergence(
 
 
 @gin.configurable("zap_divergence")
+@settings.declared("zap_divergence")
 class ZapDivergence(protocol_base.Protocol):
     """Runs `divergence` for each learning rate on the pretraining data
     (an analysis of the pretrained model; gin: `zap_divergence`).
@@ -90,20 +91,13 @@ class ZapDivergence(protocol_base.Protocol):
     def __init__(
         self,
         *,
-        learning_rates=(1e-3,),
-        steps=100,
-        batch_size=256,
+        learning_rates: settings.LearningRates = (1e-3,),
+        steps: settings.PositiveInt = 100,
+        batch_size: settings.PositiveInt = 256,
         optimizer=keras.optimizers.Adam,
     ):
-        self.learning_rates = validate.learning_rates(
-            learning_rates, "zap_divergence.learning_rates", example=(1e-3,)
-        )
-        self.steps = validate.positive_int(
-            steps, "zap_divergence.steps", example=100
-        )
-        self.batch_size = validate.positive_int(
-            batch_size, "zap_divergence.batch_size", example=256
-        )
+        self.learning_rates = learning_rates
+        self.steps, self.batch_size = steps, batch_size
         self.optimizer = optimizer
 
     def result_keys(self):

@@ -2,12 +2,14 @@
 the console banner, config.gin and results.json.
 
 Output layout (README "Outputs"): config.gin, results.json,
-tensorboard/[condition/], checkpoints/[condition/], curves/[condition/],
-plots/, and .zapkeras/identity.json (what identifies the run, see
+tensorboard/[condition/] (runs train/ and validation/),
+checkpoints/[condition/], curves/[condition/], plots/, and
+.zapkeras/identity.json (what identifies the run, see
 `zapkeras.outputs.run_dir`).
 """
 
 import os
+import re
 
 import keras
 import tensorflow as tf
@@ -35,6 +37,30 @@ def instance(protocol, setting):
             "@iid_pretraining or @sequential_transfer."
         )
     return protocol
+
+
+_MACRO = re.compile(r"^([A-Za-z_]\w*) = (.*)$")
+
+
+def macros(config):
+    """{name: value} of the top-level `NAME = value` lines (the macros) of
+    a gin config text, as HParams holds them: bool, int, float or str
+    values as they are, others (and continued lines) as their gin text."""
+    found, name = {}, None
+    for line in config.split("\n"):
+        match = _MACRO.match(line)
+        if match:
+            name = match.group(1)
+            found[name] = match.group(2).strip()
+        elif name and line[:1].isspace() and line.strip():
+            found[name] += " " + line.strip()
+        else:
+            name = None
+    for name, text in found.items():
+        value = gin.query_parameter(f"%{name}")
+        if isinstance(value, (bool, int, float, str)):
+            found[name] = value
+    return found
 
 
 class Runner:
@@ -122,6 +148,24 @@ class Runner:
             f"zapkeras {zapkeras.__version__}: {self.experiment} → "
             f"{self.output_dir}\n  {description}; "
             f"{self.strategy.num_replicas_in_sync} replica(s)"
+        )
+
+    def summarize(self, writer, metrics, condition=""):
+        """The operative config (text) and an HParams session (the gin
+        macros, the condition, the headline `metrics` {name: number} as
+        `results/<name>`) in `writer`'s train run."""
+        config = gin.operative_config_str()
+        writer.config(config)
+        values = macros(config)
+        if condition:
+            values["condition"] = condition
+        writer.hparams(
+            values,
+            {
+                f"results/{k}": v
+                for k, v in metrics.items()
+                if isinstance(v, (int, float))
+            },
         )
 
     def save_config(self):

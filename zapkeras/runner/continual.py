@@ -6,6 +6,14 @@ from zapkeras.data import continual as continual_data
 from zapkeras.protocols import base as protocol_base
 from zapkeras.runner import base
 
+# The results the HParams dashboard shows (README "Outputs").
+_HEADLINE = (
+    "test_accuracy",
+    "online_accuracy",
+    "average_accuracy",
+    "fresh_test_accuracy",
+)
+
 
 @gin.configurable(
     denylist=["output_dir", "data_dir", "seed", "strategy", "experiment"]
@@ -69,7 +77,10 @@ class ContinualRunner(base.Runner):
         context = self.context(build_model=build)
         model = self.build_model(self.model_fn, train.num_classes, shape)
         result = protocol(model, data, context)
-        context.writer.text("config/operative_gin", gin.operative_config_str())
+        self.summarize(
+            context.writer,
+            {f"continual/{k}": result.get(k) for k in _HEADLINE},
+        )
         context.writer.close()
         self.save_config()
         return self.finish({"": {"continual": result}})

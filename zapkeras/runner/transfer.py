@@ -14,7 +14,7 @@ import os
 
 import gin
 from zapkeras import data as data_lib
-from zapkeras import validate
+from zapkeras import settings
 from zapkeras.errors import UsageError
 from zapkeras.outputs import console
 from zapkeras.outputs import tensorboard
@@ -22,6 +22,8 @@ from zapkeras.protocols import base as protocol_base
 from zapkeras.protocols.pretrain import IidPretraining
 from zapkeras.protocols.transfer import SequentialTransfer
 from zapkeras.runner import base
+
+_HEAD_OUTPUTS = settings.Maybe(settings.PositiveInt(example=1000))
 
 
 class _Condition:
@@ -51,6 +53,7 @@ class _Condition:
 @gin.configurable(
     denylist=["output_dir", "data_dir", "seed", "strategy", "experiment"]
 )
+@settings.declared("TransferRunner")
 class TransferRunner(base.Runner):
     """Pretraining → transfer experiments (frati2024, frati2025).
 
@@ -79,8 +82,8 @@ class TransferRunner(base.Runner):
         experiment,
         *,
         model_fn=gin.REQUIRED,
-        head_outputs=None,
-        train_per_class=15,
+        head_outputs: _HEAD_OUTPUTS = None,
+        train_per_class: settings.PositiveInt = 15,
         pretraining=IidPretraining,
         transfers=None,
         analyses=None,
@@ -88,14 +91,8 @@ class TransferRunner(base.Runner):
     ):
         super().__init__(output_dir, data_dir, seed, strategy, experiment)
         self.model_fn = model_fn
-        if head_outputs is not None:
-            validate.positive_int(
-                head_outputs, "TransferRunner.head_outputs", example=1000
-            )
         self.head_outputs = head_outputs
-        self.train_per_class = validate.positive_int(
-            train_per_class, "TransferRunner.train_per_class", example=15
-        )
+        self.train_per_class = train_per_class
         self.pretraining = pretraining
         self.transfers = transfers or {"sequential": SequentialTransfer}
         self.analyses = analyses or {}
@@ -196,6 +193,16 @@ class TransferRunner(base.Runner):
                 name: from_pretrained(p)
                 for name, p in protocols.analyses.items()
             }
+        headline = {
+            "pretrain/validation_accuracy": result["pretrain"].get(
+                "val_accuracy"
+            )
+        }
+        for name, transfer in result["transfer"].items():
+            headline[f"transfer/{name}/test_accuracy"] = transfer.get(
+                "test_accuracy"
+            )
+        self.summarize(context.writer, headline, condition)
         context.writer.close()
         return result
 
@@ -232,5 +239,4 @@ class TransferRunner(base.Runner):
             with open(path, "wb") as f:
                 f.write(png)
             writer.image(f"plots/{name}", png)
-        writer.text("config/operative_gin", gin.operative_config_str())
         writer.close()
