@@ -9,7 +9,9 @@ shared disk) can work on one grid without running anything twice; a lock
 whose process died is taken over. When a run ends the queue records its
 exit code and duration (progress.py reads these for the live view and the
 ETA). Failures do not stop the grid: they are listed at the end, retried by
-the next invocation, and make the pipeline exit non-zero.
+the next invocation, and make the pipeline exit non-zero. On a terminal
+the queue shows a progress bar over the grid's runs (rate, ETA) with
+failures above it; elsewhere a line per run started, with the ETA.
 
 A run's directory is reused, finished or not, only for the same run: before
 running anything the queue compares the identity each run directory
@@ -36,6 +38,7 @@ import time
 import gin
 from pipelines import progress
 from zapkeras import configs
+from zapkeras.outputs import console
 from zapkeras.outputs import files
 from zapkeras.outputs import run_dir as run_dir_lib
 
@@ -116,7 +119,13 @@ class _Children:
             if self.stopped:
                 return None
             child = subprocess.Popen(
-                args, cwd=REPO, stdout=out, stderr=out, start_new_session=True
+                args,
+                cwd=REPO,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+                # pipeline.log gets lines, whatever the terminal shows
+                env={**os.environ, console.MODE_VARIABLE: "lines"},
             )
             self._running.add(child)
             return child
@@ -250,8 +259,16 @@ def run_all(runs, root, data_dir=None, extra_args=(), jobs=1):
     )
     pending = [r for r in runs if not is_done(r, root)]
     failed, printing = [], threading.Lock()
+    bar = console.Progress(
+        os.path.basename(os.path.normpath(root)),
+        len(runs),
+        "run",
+        start=len(runs) - len(pending),
+    )
 
-    def say_status(message):
+    def say_status(message=None, failure=False):
+        """Off a terminal, the grid's state and `message` on one line; on
+        one, the bar over runs, with a failure's line above it."""
         with printing:
             grid = progress.status(
                 [(r.name, r.seed, r.output_dir(root)) for r in runs]
@@ -260,10 +277,17 @@ def run_all(runs, root, data_dir=None, extra_args=(), jobs=1):
             c = s["counts"]
             eta = s["eta_seconds"]
             eta = "?" if eta is None else f"{eta / 60:.0f} min"
-            _say(
+            line = (
                 f"[{c['done']}/{len(runs)} done, {c['running']} running, "
                 f"{len(failed)} failed, ETA {eta}] {message}"
             )
+            if message is None:
+                bar.advance(c["done"])
+            elif failure:
+                console.say(line)
+                bar.advance(c["done"])
+            else:
+                bar.update(c["done"], line=line)
 
     children = _Children()
 
@@ -281,7 +305,9 @@ def run_all(runs, root, data_dir=None, extra_args=(), jobs=1):
             with printing:
                 failed.append(run)
             log = os.path.join(run.output_dir(root), "pipeline.log")
-            say_status(f"  failed (exit {code}); see {log}")
+            say_status(f"  failed (exit {code}); see {log}", failure=True)
+        else:
+            say_status()
 
     pool = concurrent.futures.ThreadPoolExecutor(jobs)
     try:
@@ -291,10 +317,7 @@ def run_all(runs, root, data_dir=None, extra_args=(), jobs=1):
         raise
     finally:  # after a stop: once the runs in flight have exited
         pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
     done = sum(is_done(r, root) for r in runs)
-    _say(f"[{done}/{len(runs)} done, {len(failed)} failed]")
+    console.say(f"[{done}/{len(runs)} done, {len(failed)} failed]")
     return [r for r in runs if r in failed]
-
-
-def _say(message):
-    print(message, flush=True)

@@ -45,6 +45,7 @@ def run_module(module, *args, timeout=600, env=None):
         **os.environ,
         "TF_CPP_MIN_LOG_LEVEL": "3",
         "PYTHONUNBUFFERED": "1",
+        "ZAPKERAS_PROGRESS": "lines",  # the lines tests read, on any shell
         **(env or {}),
     }
     return subprocess.run(
@@ -102,6 +103,7 @@ def signal_module_at(module, *args, trigger, signum, env=None):
         **os.environ,
         "TF_CPP_MIN_LOG_LEVEL": "3",
         "PYTHONUNBUFFERED": "1",
+        "ZAPKERAS_PROGRESS": "lines",  # the lines tests read, on any shell
         **(env or {}),
     }
     proc = subprocess.Popen(

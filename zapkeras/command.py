@@ -24,6 +24,7 @@ from absl import app
 from absl import flags
 
 from zapkeras import quiet
+from zapkeras.outputs import console
 
 FLAGS = flags.FLAGS
 _NAME_WIDTH = 24  # the flag-and-default column of --help
@@ -145,6 +146,7 @@ def exit_stopped(program, error):
     where = getattr(error, "where", None) or (
         "run the same command again to resume"
     )
+    console.end_line()  # a progress bar's line ends where it stopped
     print(
         f"{program}: stopped by {signal.Signals(signum).name}; {where}.",
         file=sys.stderr,

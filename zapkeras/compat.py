@@ -4,8 +4,9 @@ zapkeras needs a few things Keras 3 keeps private: the pieces of its TF
 `train_step` (so the step hook can run it with extra outputs), the layer
 graph of a functional model (so unit methods find the outgoing weights of a
 unit), the fan computation of its initializers, the names of optimizer
-slots, and fixes to its TF trainer: its build on a first batch that splits
-unevenly over replicas, and two under MultiWorkerMirroredStrategy.
+slots, the time-per-step estimate of its progress bar (for a count that
+resumes), and fixes to its TF trainer: its build on a first batch that
+splits unevenly over replicas, and two under MultiWorkerMirroredStrategy.
 Nothing else in the package imports `keras.src` or reads a `_`-prefixed
 Keras attribute (tests/test_compat.py checks both), so a Keras upgrade
 means reviewing this file and extending `TESTED`.
@@ -62,6 +63,12 @@ def missing_internals():
             _tf_trainer, "_collective_all_reduce_multi_worker"
         ),
         "Layer._flatten_layers": hasattr(keras.layers.Layer, "_flatten_layers"),
+        "Progbar._estimate_step_duration": hasattr(
+            keras.utils.Progbar, "_estimate_step_duration"
+        ),
+        "Progbar._dynamic_display": hasattr(
+            keras.utils.Progbar(1, verbose=0), "_dynamic_display"
+        ),
     }
     inputs = keras.Input((2,))
     model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
@@ -109,6 +116,24 @@ def track_loss(model, loss, batch_size):
     model._loss_tracker.update_state(
         unscale_loss_for_distribution(loss), sample_weight=batch_size
     )
+
+
+# The progress bar of zapkeras.outputs.console.
+
+
+class Progbar(keras.utils.Progbar):
+    """keras.utils.Progbar for a count resumed at `start`: the time per
+    unit, hence the ETA, counts only the units done since the bar was made
+    (Keras' counts them from 0). It always redraws in place (the caller
+    has checked for a terminal)."""
+
+    def __init__(self, target, start=0, **kwargs):
+        super().__init__(target, **kwargs)
+        self.start = start
+        self._dynamic_display = True
+
+    def _estimate_step_duration(self, current, now):
+        return super()._estimate_step_duration(current - self.start, now)
 
 
 # The layer graph of functional (and Sequential) models.

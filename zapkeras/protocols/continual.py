@@ -219,7 +219,7 @@ class _Run:
         record["counters"] = base.counters_of(self.methods)
         return record
 
-    def log_task(self, task, record):
+    def log_task(self, task, record, progress):
         values = {
             k: v
             for k, v in record.items()
@@ -231,11 +231,7 @@ class _Run:
         self.context.writer.scalars(
             "continual/steps", {"task": task + 1}, self.recorder.global_step
         )
-        line = "  ".join(f"{k} {v:.4f}" for k, v in values.items())
-        console.say(
-            f"continual[{self.problem.name}] task {task + 1}/"
-            f"{self.problem.num_tasks}  {line}"
-        )
+        progress.update(task + 1, values)
 
     def fresh_accuracy(self, build_model):
         """The final task learned from the initial weights, same budget and
@@ -270,6 +266,16 @@ class _EpochSaver(keras.callbacks.Callback):
         run.state["current"]["online"] = self.prior + run.recorder.accuracy
         run.state["epoch"] = epoch + 1
         run.save()
+
+
+def _bar_within(bar, task, problem):
+    """Moves `bar` (over tasks) at each of `task`'s epochs."""
+    epochs = problem.phases[task].epochs
+    return keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: bar.advance(
+            task + (epoch + 1) / epochs
+        )
+    )
 
 
 @gin.configurable("continual_learning")
@@ -394,28 +400,38 @@ class ContinualLearning(protocol_base.Protocol):
                     for j in range(problem.num_tasks)
                 ],
             )
-        for task in range(state["task"], problem.num_tasks):
-            started = time.perf_counter()
-            if state["epoch"] == 0:
-                run.begin_task(task)
-            prior = state["current"]["online"]
-            run.recorder.begin()
-            fit_callbacks = [*run.callbacks, run.recorder]
-            if self.restore_best:
-                fit_callbacks.append(run.best)
-            fit_callbacks.append(
-                _EpochSaver(run, prior, self.checkpoint_every_epochs)
-            )
-            run.fit(task, model, fit_callbacks, state["epoch"])
-            record = run.test_task(task, prior + run.recorder.accuracy)
-            run.task_hooks("on_task_end", task)
-            run.log_task(task, record)
-            state["tasks"].append(record)
-            state.update(task=task + 1, epoch=0, current=None)
-            state["wall_seconds"] = (
-                state.get("wall_seconds", 0.0) + time.perf_counter() - started
-            )
-            run.save()
+        bar = console.Progress(
+            f"continual[{problem.name}]",
+            problem.num_tasks,
+            "task",
+            start=state["task"],
+        )
+        with bar:
+            for task in range(state["task"], problem.num_tasks):
+                started = time.perf_counter()
+                if state["epoch"] == 0:
+                    run.begin_task(task)
+                prior = state["current"]["online"]
+                run.recorder.begin()
+                fit_callbacks = [*run.callbacks, run.recorder]
+                if self.restore_best:
+                    fit_callbacks.append(run.best)
+                fit_callbacks.append(
+                    _EpochSaver(run, prior, self.checkpoint_every_epochs)
+                )
+                fit_callbacks.append(_bar_within(bar, task, problem))
+                run.fit(task, model, fit_callbacks, state["epoch"])
+                record = run.test_task(task, prior + run.recorder.accuracy)
+                run.task_hooks("on_task_end", task)
+                run.log_task(task, record, bar)
+                state["tasks"].append(record)
+                state.update(task=task + 1, epoch=0, current=None)
+                state["wall_seconds"] = (
+                    state.get("wall_seconds", 0.0)
+                    + time.perf_counter()
+                    - started
+                )
+                run.save()
         fresh_baseline = self.fresh_baseline
         if fresh_baseline is None:
             fresh_baseline = problem.fresh_baseline

@@ -21,6 +21,40 @@ from zapkeras.outputs import tensorboard
 from zapkeras.protocols import base as protocol_base
 
 
+class EpochProgress(keras.callbacks.Callback):
+    """Says one line per epoch (its metrics, validation and wall time); on
+    a terminal also a bar over the epoch's steps (`unit`: "step", or
+    "episode" for ASB), updated every 1% of them and replaced by the line.
+    """
+
+    def __init__(self, label, epochs, unit="step"):
+        super().__init__()
+        self._label, self._epochs, self._unit = label, epochs, unit
+        self._start = self._bar = None
+        self._every = 1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+        steps = self.params.get("steps")
+        self._every = max(1, (steps or 0) // 100)
+        self._bar = console.Progress(
+            f"{self._label} epoch {epoch + 1}/{self._epochs}", steps, self._unit
+        )
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 0 or (batch + 1) % self._every == 0:
+            self._bar.advance(batch + 1, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._bar.close(clear=True)
+        seconds = time.perf_counter() - self._start
+        metrics = console.metrics_text(dict(sorted((logs or {}).items())))
+        console.say(
+            f"{self._label} epoch {epoch + 1}/{self._epochs}  {metrics}  "
+            f"({seconds:.1f}s)"
+        )
+
+
 def _columns(result):
     return {"pretrain val acc": f"{result['val_accuracy']:.3f}"}
 
@@ -111,7 +145,7 @@ class IidPretraining(protocol_base.Protocol):
             tensorboard.ScalarLogger(
                 context.writer, "pretrain", self.log_every_n_steps
             ),
-            console.EpochProgress(f"pretrain[{context.label}]", epochs),
+            EpochProgress(f"pretrain[{context.label}]", epochs),
             checkpoints.StopOnNonFinite(f"pretrain[{context.label}]"),
             checkpoint,
         ]
@@ -317,7 +351,9 @@ class AsbPretraining(protocol_base.Protocol):
                 callbacks=callbacks
                 + [
                     tensorboard.ScalarLogger(context.writer, "pretrain", 50),
-                    console.EpochProgress(f"pretrain[{context.label}]", epochs),
+                    EpochProgress(
+                        f"pretrain[{context.label}]", epochs, "episode"
+                    ),
                     checkpoints.StopOnNonFinite(f"pretrain[{context.label}]"),
                     checkpoint,
                 ],

@@ -78,20 +78,35 @@ class _Transfer:
         return results
 
     def sweep(self, learning_rates, runs, classes, run_fn):
-        """Runs run_fn(order, rng) per (rate, run); returns the summary."""
+        """Runs run_fn(order, rng, name, advance) per (rate, run), where
+        advance(fraction) tells the progress bar how much of the run is
+        done; returns the summary."""
         path = os.path.join(
             self.context.checkpoint_dir("transfer"), f"{self.name}.json"
         )
         progress = files.read_json(path, {})
-        for lr in learning_rates:
-            for run in range(runs):
+        cells = [(lr, run) for lr in learning_rates for run in range(runs)]
+        done = sum(f"{lr:g}/{run}" in progress for lr, run in cells)
+        bar = console.Progress(
+            f"transfer/{self.name}[{self.context.label}]",
+            len(cells),
+            "run",
+            start=done,
+        )
+        with bar:
+            for lr, run in cells:
                 key = f"{lr:g}/{run}"
                 if key in progress:
                     continue
                 rng = np.random.default_rng([self.context.seed, run])
                 order = rng.choice(self.num_classes, classes, replace=False)
                 self.learner.reset(lr, seed=int(rng.integers(2**31)))
-                result = run_fn(order, rng, f"lr_{lr:g}_run_{run}")
+                result = run_fn(
+                    order,
+                    rng,
+                    f"lr_{lr:g}_run_{run}",
+                    lambda fraction: bar.advance(done + fraction),
+                )
                 final = result["curve"][-1]
                 result["class_order"] = [int(c) for c in order]
                 for split in ("train", "test"):
@@ -104,10 +119,11 @@ class _Transfer:
                         point.pop(f"per_class_{split}_accuracy", None)
                 progress[key] = result
                 files.write_json(path, progress)
-                console.say(
-                    f"transfer/{self.name}[{self.context.label}] lr {lr:g} "
-                    f"run {run + 1}/{runs}  test acc "
-                    f"{final['test_accuracy_all']:.4f}"
+                done += 1
+                bar.update(
+                    done,
+                    {"test acc": final["test_accuracy_all"]},
+                    at=f"lr {lr:g} run {run + 1}/{runs}",
                 )
         runs_by_lr = {
             f"{lr:g}": [progress[f"{lr:g}/{r}"] for r in range(runs)]
@@ -290,7 +306,7 @@ class SequentialTransfer(_Sweep):
         task_loss_every = self.task_loss_every
         evals = eval_points(classes, self.eval_every)
 
-        def run(order, rng, name):
+        def run(order, rng, name, advance):
             del rng
             x, y = data_lib.sequential_stream(t.support, order)
             ends = np.cumsum(np.bincount(t.support.labels)[order])
@@ -322,6 +338,7 @@ class SequentialTransfer(_Sweep):
                                 **t.evaluate(order, seen),
                             }
                         )
+                        advance(step / (epochs * len(y)))
             if losses:
                 _save_task_losses(
                     context, name, np.stack(losses), task_loss_every
@@ -370,11 +387,11 @@ class IidTransfer(_Sweep):
         epochs, batch_size = self.epochs, self.batch_size
         chunk = batch_size * self.eval_every_steps
 
-        def run(order, rng, name):
+        def run(order, rng, name, advance):
             del name
             examples = np.flatnonzero(np.isin(t.support.labels, order))
             x, y = t.support.images, t.support.labels
-            curve, step = [], 0
+            curve, step, seen = [], 0, 0
             for epoch in range(epochs):
                 shuffled = rng.permutation(examples)
                 for start in range(0, len(shuffled), chunk):
@@ -388,6 +405,8 @@ class IidTransfer(_Sweep):
                             **t.evaluate(order, len(order)),
                         }
                     )
+                    seen += len(part)
+                    advance(seen / (epochs * len(examples)))
             return {"curve": curve}
 
         return run
