@@ -141,3 +141,37 @@ def test_invert_flips_ink_and_paper_and_keeps_the_split():
         np.testing.assert_array_equal(i.labels, p.labels)
         np.testing.assert_allclose(i.images, 1.0 - p.images)
     assert inverted[0].images.mean() < 0.5 < plain[0].images.mean()
+
+
+def test_images_keep_their_own_size_unless_one_is_set(tmp_path, caplog):
+    _folder(str(tmp_path / "digits"), ["a", "b"], [4, 4])  # 6×6 images
+    native, _ = continual_sources.continual_dataset("digits", str(tmp_path))
+    assert native.images.shape[1:3] == (6, 6)
+    same, _ = continual_sources.continual_dataset(
+        "digits", str(tmp_path), image_size=6
+    )
+    np.testing.assert_array_equal(same.images, native.images)
+    with caplog.at_level("WARNING"):
+        big, _ = continual_sources.continual_dataset(
+            "digits", str(tmp_path), image_size=10
+        )
+    assert big.images.shape[1:3] == (10, 10)
+    assert "from its own 6×6 to 10×10" in caplog.text
+    # Resizing after loading equals resizing while decoding.
+    direct = continual_sources._load("digits", str(tmp_path), 10, 0.25, 0)
+    np.testing.assert_allclose(big.images, direct[0].images, atol=1e-6)
+
+
+def test_images_of_several_sizes_need_a_size(tmp_path):
+    root = tmp_path / "mixed"
+    _folder(str(root), ["a"], [3])
+    os.makedirs(root / "b")
+    for i in range(3):
+        pixels = np.full((8, 5, 1), 200, np.uint8)
+        tf.io.write_file(str(root / "b" / f"{i}.png"), tf.io.encode_png(pixels))
+    with pytest.raises(UsageError, match="continual_dataset.image_size"):
+        continual_sources.continual_dataset("mixed", str(tmp_path))
+    train, test = continual_sources.continual_dataset(
+        "mixed", str(tmp_path), image_size=7
+    )
+    assert train.images.shape[1:3] == test.images.shape[1:3] == (7, 7)

@@ -141,7 +141,7 @@ CASES = {
             ({"classes": 2.5}, "continual_dataset.classes"),
             ({"classes": 0}, "continual_dataset.classes"),
             ({"classes": 10**6}, "continual_dataset.classes"),
-            ({"image_size": None}, "continual_dataset.image_size"),
+            ({"image_size": "28"}, "continual_dataset.image_size"),
             ({"image_size": -28}, "continual_dataset.image_size"),
             ({"test_fraction": "half"}, "continual_dataset.test_fraction"),
             ({"test_fraction": 0}, "continual_dataset.test_fraction"),

@@ -16,6 +16,7 @@ import os
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from absl import logging
 
 import gin
 from zapkeras import settings
@@ -29,7 +30,13 @@ from zapkeras.errors import UsageError
 # Random streams, disjoint from those of continual.py (0-6).
 _SPLIT, _CLASSES = 7, 8
 
-_ImageSize = settings.PositiveInt(note="The side of the images in pixels.")
+_ImageSize = settings.Maybe(
+    settings.PositiveInt(
+        example=28,
+        note="The side in pixels to resize to; None keeps the dataset's own "
+        "size.",
+    )
+)
 _Classes = settings.Maybe(
     settings.PositiveInt(example=10, note="None keeps all the classes.")
 )
@@ -47,7 +54,7 @@ def continual_dataset(
     data_dir,
     *,
     seed=0,
-    image_size: _ImageSize = 28,
+    image_size: _ImageSize = None,
     classes: _Classes = None,
     test_fraction: _TestFraction = 0.25,
     invert: settings.Bool = False,
@@ -58,7 +65,9 @@ def continual_dataset(
       name: 'embedded', 'omniglot', a tfds name or an image folder name.
       data_dir: the --data_dir root.
       seed: the run seed (class subset and per-class splits).
-      image_size: side in pixels every image is resized to.
+      image_size: side in pixels to resize every image to; None (the
+        default) keeps the dataset's own size (MNIST 28, CIFAR 32, the
+        embedded glyphs 28), which is the reference's. A resize is logged.
       classes: keep a seeded random subset of this many classes (None: all),
         relabelled 0..classes-1 in sorted order.
       test_fraction: per-class share held out for testing when the dataset
@@ -69,10 +78,21 @@ def continual_dataset(
     """
     seed = validate.non_negative_int(seed, "--seed")
     files.check_data_dir(data_dir)
-    split = _official_split(name, data_dir, image_size)
-    if split is None:
-        pool = _pool(name, data_dir, image_size)
-        split = _split(pool, test_fraction, seed)
+    try:
+        split = _load(name, data_dir, None, test_fraction, seed)
+    except files.MixedSizes:
+        if image_size is None:
+            raise
+        logging.warning(
+            "continual_dataset: resizing the images of '%s' (of several "
+            "sizes) to %d×%d (continual_dataset.image_size).",
+            name,
+            image_size,
+            image_size,
+        )
+        split = _load(name, data_dir, image_size, test_fraction, seed)
+    else:
+        split = _resized(name, split, image_size)
     train, test = split
     if invert:
         train, test = (
@@ -92,6 +112,37 @@ def continual_dataset(
         )
     )
     return train.subset_classes(keep), test.subset_classes(keep)
+
+
+def _load(name, data_dir, image_size, test_fraction, seed):
+    """(train, test) of `name`: its official split, else a seeded split
+    of its pool."""
+    split = _official_split(name, data_dir, image_size)
+    if split is None:
+        pool = _pool(name, data_dir, image_size)
+        split = _split(pool, test_fraction, seed)
+    return split
+
+
+def _resized(name, split, image_size):
+    """`split` at image_size² (logged), or as it is when None or already
+    that size."""
+    height, width = split[0].images.shape[1:3]
+    if image_size is None or (height, width) == (image_size, image_size):
+        return split
+    logging.warning(
+        "continual_dataset: resizing '%s' from its own %d×%d to %d×%d "
+        "(continual_dataset.image_size; None keeps the own size).",
+        name,
+        height,
+        width,
+        image_size,
+        image_size,
+    )
+    return tuple(
+        dataclasses.replace(d, images=files.resize(d.images, image_size))
+        for d in split
+    )
 
 
 def _pool(name, data_dir, image_size):
@@ -152,11 +203,12 @@ def _official_split(name, data_dir, image_size):
 
 def _tfds_split(name, data_dir, split, image, label, names, image_size):
     dataset = tfds.load(name, split=split, data_dir=data_dir, download=False)
-    parts = tfds.as_numpy(
+    parts = files.batches(
         dataset.map(
             lambda x: (files.to_float(x[image], image_size), x[label]),
             num_parallel_calls=tf.data.AUTOTUNE,
-        ).batch(1024)
+        ),
+        f"tfds dataset '{name}' ({split})",
     )
     images, labels = (np.concatenate(p) for p in zip(*parts))
     return LabeledImages(

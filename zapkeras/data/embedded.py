@@ -69,9 +69,12 @@ def glyph_class_sets(
 
 @registry.register("embedded")
 def load_embedded(name, data_dir, image_size):
-    """The glyph class sets at `image_size` (no files: `data_dir` is not
-    read); the other settings come from `glyph_class_sets`' bindings."""
+    """The glyph class sets at `image_size` (None: as `glyph_class_sets`
+    draws them, its binding or 28) — no files: `data_dir` is not read; the
+    other settings come from `glyph_class_sets`' bindings."""
     del name, data_dir
+    if image_size is None:
+        return glyph_class_sets()
     return glyph_class_sets(image_size=image_size)
 
 

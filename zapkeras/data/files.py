@@ -126,11 +126,12 @@ def _tfds_pool(name, builder, data_dir, image_size):
         data_dir=data_dir,
         download=False,
     )
-    parts = tfds.as_numpy(
+    parts = batches(
         dataset.map(
             lambda x: (to_float(x[image], image_size), x[label]),
             num_parallel_calls=tf.data.AUTOTUNE,
-        ).batch(1024)
+        ),
+        f"tfds dataset '{name}'",
     )
     images, labels = (np.concatenate(p) for p in zip(*parts))
     return grouped(images, np.array(features[label].names)[labels])
@@ -196,9 +197,8 @@ def decode_classes(files, image_size, channels, layout, blobs=None):
             num_parallel_calls=tf.data.AUTOTUNE,
         )
         .ignore_errors()
-        .batch(1024)
     )
-    parts = list(tfds.as_numpy(decoded))
+    parts = batches(decoded, layout)
     index = np.concatenate([p[0] for p in parts]) if parts else []
     if len(index) < len(paths):
         raise _undecodable(paths[np.setdiff1d(np.arange(len(paths)), index)[0]])
@@ -221,12 +221,44 @@ def _decode(data, channels):
 
 
 def to_float(image, image_size):
-    """[0, 1] float32 at image_size² (Lanczos-3, antialiased, clipped)."""
+    """[0, 1] float32 at image_size² (Lanczos-3, antialiased, clipped);
+    `image_size=None` keeps the image's own size."""
     image = tf.image.convert_image_dtype(image, tf.float32)
+    if image_size is None:
+        return image
     image = tf.image.resize(
         image, (image_size, image_size), method="lanczos3", antialias=True
     )
     return tf.clip_by_value(image, 0.0, 1.0)
+
+
+def resize(images, image_size):
+    """NumPy `images` (N, H, W[, C]) in [0, 1] at image_size², as `to_float`
+    resizes, in batches."""
+    flat = images.ndim == 3
+    data = tf.data.Dataset.from_tensor_slices(
+        images[..., None] if flat else images
+    ).map(lambda x: to_float(x, image_size))
+    out = np.concatenate([b for b in tfds.as_numpy(data.batch(1024))])
+    return out[..., 0] if flat else out
+
+
+class MixedSizes(UsageError):
+    """Images kept at their own sizes are not all one size."""
+
+
+def batches(dataset, where):
+    """The batches of `dataset` as NumPy tuples; `MixedSizes` naming
+    `where` when images kept at their own sizes differ."""
+    try:
+        return list(tfds.as_numpy(dataset.batch(1024)))
+    except tf.errors.InvalidArgumentError as error:
+        if "shape" not in str(error).lower():
+            raise
+        raise MixedSizes(
+            f"The images of {where} are not all one size; set "
+            "continual_dataset.image_size to resize them to one, e.g. 28."
+        ) from None
 
 
 def grouped(images, class_of_image):

@@ -129,7 +129,7 @@ def _omniglot_tfds(data_dir, split, image_size):
         with_info=True,
     )
     alphabets = info.features["alphabet"].names
-    parts = tfds.as_numpy(
+    parts = files.batches(
         dataset.map(
             lambda x: (
                 files.to_float(
@@ -139,7 +139,8 @@ def _omniglot_tfds(data_dir, split, image_size):
                 x["alphabet_char_id"],
             ),
             num_parallel_calls=tf.data.AUTOTUNE,
-        ).batch(1024)
+        ),
+        f"tfds Omniglot ({split})",
     )
     images, alphabet, char = (np.concatenate(p) for p in zip(*parts))
     names = [
