@@ -10,6 +10,7 @@ import numpy as np
 from scipy import stats
 
 from pipelines import grid
+from zapkeras.outputs import console
 
 
 def lookup(results, key):
@@ -57,9 +58,7 @@ def mean_std(values):
     values = present(values)
     if not values:
         return "–"
-    if len(values) == 1:
-        return f"{values[0]:.3f} (n=1)"
-    return f"{np.mean(values):.3f} ± {np.std(values):.3f} (n={len(values)})"
+    return console.mean_std(np.mean(values), np.std(values), len(values))
 
 
 ALPHA = 0.05

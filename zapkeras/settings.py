@@ -126,9 +126,7 @@ def _kinds(function):
         for name, parameter in signature.parameters.items()
         if isinstance(parameter.annotation, Kind)
     }
-    defaults = {
-        name: signature.parameters[name].default for name in kinds
-    }
+    defaults = {name: signature.parameters[name].default for name in kinds}
     return signature, kinds, defaults
 
 

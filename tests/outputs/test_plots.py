@@ -75,6 +75,14 @@ def test_mean_std_lines_have_bands_and_integer_task_ticks(drawn):
     assert all(float(t).is_integer() for t in ax.get_xticks())
 
 
+def test_task_accuracies_tick_whole_tasks_from_one(drawn):
+    plots.task_accuracies({"online": [0.5, None, 0.7], "test": [0.4] * 3}, "t")
+    (ax,) = drawn[0].axes
+    np.testing.assert_array_equal(ax.lines[0].get_xdata(), [1, 2, 3])
+    assert all(float(t).is_integer() for t in ax.get_xticks())
+    assert ax.get_xlabel() == "task"
+
+
 def test_accuracy_matrix_numbers_tasks_from_one(drawn):
     plots.accuracy_matrix([[0.9, None], [0.5, 0.8]], "m")
     ax = drawn[0].axes[0]

@@ -139,12 +139,3 @@ def test_transfer_metrics_with_unmeasured_future_entries():
     assert metrics["forgetting"] == pytest.approx(0.5)
     assert "forward_transfer" not in metrics
     assert diagnostics.transfer_metrics([[0.7]]) == {"average_accuracy": 0.7}
-
-
-def test_plots_are_png():
-    png = diagnostics.plot_task_accuracies(
-        {"online": [0.5, None, 0.7], "test": [0.4, 0.5, 0.6]}, "title"
-    )
-    assert png.startswith(b"\x89PNG")
-    png = diagnostics.plot_accuracy_matrix([[0.9, None], [0.5, 0.8]])
-    assert png.startswith(b"\x89PNG")

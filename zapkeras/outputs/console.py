@@ -213,6 +213,14 @@ class Progress:
         _drawn[:] = [] if finalize else [self]
 
 
+def mean_std(mean, std, n):
+    """'mean ± std (n=N)' to 3 decimals; one run shows 'value (n=1)' (its
+    std of 0 says nothing)."""
+    if n == 1:
+        return f"{mean:.3f} (n=1)"
+    return f"{mean:.3f} ± {std:.3f} (n={n})"
+
+
 def table(header, rows):
     """Formats rows of strings as an aligned plain-text table."""
     widths = [

@@ -96,6 +96,23 @@ def layer_similarity(layers, similarity, title):
     return png(fig)
 
 
+def task_accuracies(series, title):
+    """Accuracy per task of one run, a line per series {name: [per task]}
+    (None where not measured), tasks counted from 1 on integer ticks."""
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    for name, values in series.items():
+        values = [np.nan if v is None else v for v in values]
+        ax.plot(range(1, len(values) + 1), values, marker=".", label=name)
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    ax.set_xlabel("task")
+    ax.set_ylabel("accuracy")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return png(fig)
+
+
 def accuracy_matrix(matrix, title):
     """Heatmap of a[i][j], test accuracy on task j after training task i
     (0-based arrays, NaN or None where not measured), tasks labelled from 1

@@ -13,6 +13,7 @@ curves/continual_online_accuracy.json, figures to plots/ and TensorBoard.
 import os
 
 from zapkeras.outputs import files
+from zapkeras.outputs import plots
 from zapkeras.protocols import diagnostics
 
 _FINAL = (
@@ -76,13 +77,13 @@ def _write(results, tasks, context, window):
         if f"{key}_per_task" in results
     }
     figures = {
-        "continual_accuracy": diagnostics.plot_task_accuracies(
+        "continual_accuracy": plots.task_accuracies(
             series, f"{results['problem']} ({len(tasks)} tasks)"
         )
     }
     if "accuracy_matrix" in results:
-        figures["accuracy_matrix"] = diagnostics.plot_accuracy_matrix(
-            results["accuracy_matrix"]
+        figures["accuracy_matrix"] = plots.accuracy_matrix(
+            results["accuracy_matrix"], "Accuracy matrix"
         )
     for name, png in figures.items():
         path = os.path.join(context.output_dir, "plots", f"{name}.png")

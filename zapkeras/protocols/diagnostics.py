@@ -30,7 +30,6 @@ from keras import ops
 
 from zapkeras import compat
 from zapkeras.models.layers import ReparamLayerNorm
-from zapkeras.outputs import plots
 
 
 def stable_rank(features, prop=0.99):
@@ -203,31 +202,3 @@ def transfer_metrics(matrix, init_accuracy=None):
             np.mean([a[j - 1, j] - init_accuracy[j] for j in range(1, tasks)])
         )
     return results
-
-
-def plot_task_accuracies(series, title):
-    """Accuracy per task, one line per series {name: [per task]}."""
-    fig, ax = plots.plt.subplots(figsize=(7, 4), dpi=100)
-    for name, values in series.items():
-        values = [np.nan if v is None else v for v in values]
-        ax.plot(range(1, len(values) + 1), values, marker=".", label=name)
-    ax.set_xlabel("task")
-    ax.set_ylabel("accuracy")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return plots.png(fig)
-
-
-def plot_accuracy_matrix(matrix):
-    """Heatmap of a[i][j]: rows after task i, columns task j."""
-    a = np.array([[np.nan if v is None else v for v in row] for row in matrix])
-    fig, ax = plots.plt.subplots(figsize=(5, 4.5), dpi=100)
-    image = ax.imshow(a, vmin=0, vmax=1, cmap="viridis", origin="upper")
-    fig.colorbar(image, ax=ax, label="test accuracy")
-    ax.set_xlabel("evaluated on task j")
-    ax.set_ylabel("after training task i")
-    ax.set_title("Accuracy matrix")
-    fig.tight_layout()
-    return plots.png(fig)

@@ -231,12 +231,17 @@ class _Sweep(protocol_base.Protocol):
         ]
 
     def columns(self, result):
-        return {
-            "transfer test acc (best lr)": (
-                f"{result['test_accuracy']:.3f} ± "
-                f"{result['test_accuracy_std']:.3f} ({result['best_lr']:g})"
-            )
-        }
+        """Best-rate test accuracy with n, and whether that rate is at an
+        edge of the sweep (the best may lie beyond it)."""
+        best, rates = result["best_lr"], sorted(self.learning_rates)
+        where = ""
+        if len(rates) > 1 and best in (rates[0], rates[-1]):
+            edge = "smallest" if best == rates[0] else "largest"
+            where = f", the {edge} swept"
+        cell = console.mean_std(
+            result["test_accuracy"], result["test_accuracy_std"], self.runs
+        )
+        return {"transfer test acc (best lr)": f"{cell} (lr {best:g}{where})"}
 
     def figures(self, runs):
         """transfer_<name>: test accuracy, mean ± std over the transfer
