@@ -13,6 +13,7 @@ import gin
 from zapkeras import compat
 from zapkeras import data  # noqa: F401
 from zapkeras import models  # noqa: F401
+from zapkeras import optimizers
 from zapkeras import runner  # noqa: F401
 from zapkeras.data import warm_start  # noqa: F401
 from zapkeras.methods import cbp
@@ -36,6 +37,8 @@ for _optimizer in (
     keras.optimizers.RMSprop,
 ):
     gin.external_configurable(_optimizer, module="keras.optimizers")
+# PyTorch's Adam (docs/reference_codes.md §1.13): `... .optimizer = @TorchAdam`.
+gin.external_configurable(optimizers.TorchAdam, module="zapkeras.optimizers")
 
 for _callback in (
     zapping.Zapping,

@@ -1,6 +1,7 @@
 """Regularizers (lee2024 App. A.4): Keras' weight decay is decoupled,
-RegenerativeL2 decays toward θ_0 after each step, SpectralDecoupling's value
-and gradient match the hand formula and its replica scaling is right."""
+RegenerativeL2 decays toward θ_0 after each step (every weight, or the two
+tensors the H&T repo's term reaches), SpectralDecoupling's value and
+gradient match the hand formula and its replica scaling is right."""
 
 import keras
 import numpy as np
@@ -59,6 +60,46 @@ def test_regenerative_l2_decays_toward_the_initial_weights():
             expected = (np.float32(1) - factor) * stepped + factor * start
             np.testing.assert_allclose(variable.numpy(), expected, rtol=1e-6)
             assert not np.allclose(stepped, start)
+
+
+def _changed_by_regenerative_l2(model, **kwargs):
+    """Paths of the weights RegenerativeL2 moved after the step."""
+    recorder = _Weights()
+    x, y = _data(8)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    onehot = np.eye(4, dtype=np.float32)[y]
+    regen = RegenerativeL2(0.5, **kwargs)
+    model.fit(x, onehot, callbacks=[recorder, regen], verbose=0)
+    return [
+        variable.path
+        for variable, stepped in zip(model.weights, recorder.values)
+        if not np.array_equal(variable.numpy(), stepped)
+    ]
+
+
+def test_regenerative_l2_reference_coverage_is_two_tensors():
+    # The H&T repo's term: its loops keep only the last body and the last
+    # head parameter (docs/reference_codes.md §3.2).
+    keras.utils.set_random_seed(0)
+    model = models.mlp(4, input_shape=(6,), width=8, depth=2)
+    everything = [v.path for v in model.trainable_variables]
+    assert _changed_by_regenerative_l2(model) == everything
+    keras.utils.set_random_seed(0)
+    model = models.mlp(4, input_shape=(6,), width=8, depth=2)
+    assert _changed_by_regenerative_l2(model, reference_coverage=True) == [
+        "dense1/bias",
+        "classifier/bias",
+    ]
+    keras.utils.set_random_seed(0)
+    model = models.mlp(4, input_shape=(6,), width=8, depth=2)
+    head = ["dense1", "classifier"]
+    assert _changed_by_regenerative_l2(
+        model, reference_coverage=True, head=head
+    ) == ["dense0/bias", "classifier/bias"]
+    with pytest.raises(UsageError, match="RegenerativeL2.head"):
+        _changed_by_regenerative_l2(
+            model, reference_coverage=True, head="missing"
+        )
 
 
 def test_regenerative_l2_zero_strength_changes_nothing():

@@ -1,7 +1,9 @@
 """Transfer protocols (frati2024 Alg. 2 and 3): the compiled learner equals
 a plain eager loop, linear probing leaves the body bit-identical, full-model
 training restores the body every run, the head starts Kaiming-normal with
-zero bias, accuracies are per class, per-task losses are [points, tasks]."""
+zero bias, accuracies (top-1 and top-5) are per class, per-task losses are
+[points, tasks]; the reference-exact options: a new support/query split per
+run, the i.i.d. step-1 evaluation (docs/reference_codes.md §1.7, §1.8)."""
 
 import json
 
@@ -11,8 +13,10 @@ import pytest
 import tensorflow as tf
 
 from zapkeras import data as data_lib
+from zapkeras.optimizers import TorchAdam
 from zapkeras.outputs import tensorboard
 from zapkeras.protocols import transfer
+from zapkeras.protocols import transfer_sweep
 from zapkeras.protocols.base import Data
 from zapkeras.protocols.base import RunContext
 from zapkeras.protocols.learner import TransferLearner
@@ -118,9 +122,10 @@ def test_compiled_learner_matches_eager_reference_loop(linear_probe):
     )
 
 
+@pytest.mark.parametrize("adam", [keras.optimizers.Adam, TorchAdam])
 @pytest.mark.parametrize("linear_probe", [True, False])
 def test_fused_adam_equals_keras_adam_and_other_optimizers_keep_theirs(
-    linear_probe,
+    linear_probe, adam
 ):
     rng = np.random.default_rng(1)
     x = rng.random((40, 4, 4, 1)).astype(np.float32)
@@ -128,7 +133,7 @@ def test_fused_adam_equals_keras_adam_and_other_optimizers_keep_theirs(
     learners = []
     for fused in (True, False):
         learner = TransferLearner(
-            _tiny_model(5), 5, keras.optimizers.Adam, linear_probe=linear_probe
+            _tiny_model(5), 5, adam, linear_probe=linear_probe
         )
         assert learner._adam_slots is not None
         if not fused:
@@ -225,3 +230,115 @@ def test_iid_transfer_evaluates_every_few_steps(tmp_path):
         curves = json.load(f)
     steps = [p["step"] for p in curves["0.01"][0]["curve"]]
     assert steps == [2, 4, 6, 8, 10, 12]  # 24 examples / 4 per batch, x2
+
+
+def test_top5_counts_labels_with_fewer_than_5_larger_logits():
+    learner = TransferLearner(
+        _tiny_model(8), 8, keras.optimizers.Adam, linear_probe=True
+    )
+    kernel = np.zeros(learner.head.kernel.shape, np.float32)
+    kernel[np.arange(8), np.arange(8)] = 1.0  # logits = features[:, :8]
+    learner.head.kernel.assign(kernel)
+    learner.head.bias.assign(np.zeros(8, np.float32))
+    descending = np.arange(8, 0, -1, dtype=np.float32)  # class c ranks c
+    features = np.zeros((6, kernel.shape[0]), np.float32)
+    features[:, :8] = descending
+    labels = np.array([0, 4, 5, 1, 7, 3])  # ranks 0, 4, 5 | 1, 7, 3
+    classes = np.array([0, 4, 5, 1, 7, 3])
+    scores = learner.scores(features, labels, classes)
+    np.testing.assert_array_equal(scores["accuracy"], [1, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(scores["top5_accuracy"], [1, 1, 0, 1, 0, 1])
+
+
+def _iid(tmp_path, model_classes=5, **kwargs):
+    settings = dict(
+        learning_rates=(0.01,),
+        runs=2,
+        classes=5,
+        train_per_class=4,
+        batch_size=4,
+        eval_every_steps=2,
+    )
+    result = transfer.IidTransfer(**{**settings, **kwargs})(
+        _tiny_model(model_classes), Data(transfer=_pool()), _context(tmp_path)
+    )
+    with open(tmp_path / "curves" / "transfer_iid.json") as f:
+        return result, json.load(f)["0.01"]
+
+
+def test_iid_transfer_reports_top5_and_evaluates_after_step_one(tmp_path):
+    result, runs = _iid(tmp_path / "a", classes=8, eval_first_step=True)
+    steps = [p["step"] for p in runs[0]["curve"]]
+    assert steps == [1, 2, 4, 6, 8]  # 32 examples / 4 per batch
+    protocol = transfer.IidTransfer(learning_rates=(0.01,))
+    assert set(protocol.result_keys()) == {
+        k for k in result if k != "by_lr"
+    } | {f"by_lr.0.01.{k}" for k in result["by_lr"]["0.01"]}
+    assert (
+        "test_top5_accuracy" in result and "train_top5_accuracy_std" in result
+    )
+    assert 0 <= result["test_top5_accuracy"] <= 1
+    assert "test_top5_accuracy_all" in runs[0]["curve"][0]
+    # With at most 5 outputs every label is in the top 5.
+    five = transfer.IidTransfer(
+        learning_rates=(0.01,), runs=1, classes=5, train_per_class=4
+    )
+    pool = _pool(classes=5)
+    result = five(_tiny_model(5), Data(transfer=pool), _context(tmp_path))
+    assert result["test_top5_accuracy"] == result["train_top5_accuracy"] == 1
+    assert (
+        "test_top5_accuracy" not in transfer.SequentialTransfer().result_keys()
+    )
+
+
+def test_resplit_per_run_draws_a_split_per_run_index(tmp_path, monkeypatch):
+    supports = []
+    resplit = transfer_sweep.TransferSweep.resplit
+
+    def recording(self, run):
+        resplit(self, run)
+        supports.append(self.support.images.copy())
+
+    monkeypatch.setattr(transfer_sweep.TransferSweep, "resplit", recording)
+    rates = dict(learning_rates=(0.01, 0.001))
+    first, curves = _iid(tmp_path / "a", resplit_per_run=True, **rates)
+    # Construction (run 0), then runs 0 and 1 of each learning rate.
+    assert len(supports) == 5
+    assert not np.array_equal(supports[1], supports[2])  # runs differ
+    np.testing.assert_array_equal(supports[1], supports[3])  # rates share
+    np.testing.assert_array_equal(supports[2], supports[4])
+    again, curves_again = _iid(tmp_path / "b", resplit_per_run=True, **rates)
+    assert again == first and curves_again == curves
+    del supports[:]
+    off, curves_off = _iid(tmp_path / "c", **rates)
+    assert not supports  # off: one split per seed, as before
+    assert curves_off != curves
+    sequential = [
+        transfer.SequentialTransfer(
+            learning_rates=(0.01,),
+            runs=2,
+            classes=5,
+            train_per_class=4,
+            resplit_per_run=True,
+        )(_tiny_model(5), Data(transfer=_pool()), _context(tmp_path / d))
+        for d in ("d", "e")
+    ]
+    assert sequential[0] == sequential[1]
+    assert not np.array_equal(supports[1], supports[2])
+
+
+def test_one_split_per_seed_by_default(tmp_path):
+    pool = _pool()
+    context = _context(tmp_path)
+    sweep = transfer_sweep.TransferSweep(
+        "iid",
+        _tiny_model(5),
+        pool,
+        context,
+        4,
+        optimizer=keras.optimizers.Adam,
+        linear_probe=False,
+    )
+    support, query = data_lib.split_per_class(pool, 4, seed=context.seed)
+    np.testing.assert_array_equal(sweep.support.images, support.images)
+    np.testing.assert_array_equal(sweep.query.images, query.images)

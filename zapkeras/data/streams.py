@@ -33,7 +33,9 @@ def steady(dataset):
 @settings.declared("TransferRunner")
 def split_per_class(data, train_per_class: _TrainPerClass = 15, seed=0):
     """(train, test): per class, a seeded shuffle of its images; the first
-    `train_per_class` go to train, the rest to test (frati2024: 15/5)."""
+    `train_per_class` go to train, the rest to test (frati2024: 15/5).
+    `seed` is an int or a tuple of ints (e.g. (seed, run) for a new split
+    per transfer run)."""
     counts = np.bincount(data.labels, minlength=data.num_classes)
     if counts.min() <= train_per_class:
         worst = np.argmin(counts)
@@ -46,7 +48,8 @@ def split_per_class(data, train_per_class: _TrainPerClass = 15, seed=0):
     train, test = [], []
     for c, members in enumerate(_members(data.labels, counts)):
         # One generator per class: a class's split ignores the others.
-        members = np.random.default_rng([seed, c]).permutation(members)
+        rng = np.random.default_rng([*np.atleast_1d(seed).tolist(), c])
+        members = rng.permutation(members)
         train.append(members[:train_per_class])
         test.append(members[train_per_class:])
     return data.take(np.concatenate(train)), data.take(np.concatenate(test))

@@ -44,12 +44,23 @@ class RegenerativeL2(ShrinkAndPerturb):
     lee2024 L2 baseline (AdamW) moved to the initialisation; with plain SGD
     it equals adding (λ/2)·||θ − θ_0||² to the loss. Kumar et al. add
     λ·||θ − θ_0||² to the loss, which Adam would rescale per weight; the
-    H&T repo's loss term is broken (the unsquared norm of the last
-    parameter tensor only), so neither is reproduced. With a learning-rate
-    schedule, lr is its value after the step (the next step's rate).
+    H&T repo adds λ·||θ − θ_0||₂ (unsquared) of two tensors only
+    (docs/reference_codes.md §3.2), so neither form is reproduced. With a
+    learning-rate schedule, lr is its value after the step (the next
+    step's rate).
 
     Args:
       strength: λ ≥ 0 (lee2024 swept 1, 0.1, 0.01, 1e-3, 1e-4).
+      reference_coverage: decay only the tensors the H&T repo's term
+        reaches: the last trainable tensor of the body and the last of the
+        `head` layers, in the model's variable order (PyTorch's
+        registration order there; typically the last norm's or dense
+        layer's bias of each). Its loop over the parameters overwrites the
+        term at every iteration instead of summing, a bug, so everything
+        else goes unregularised. Default False: every trainable weight, the
+        method as published.
+      head: the head layers' name(s), used with `reference_coverage`
+        (H&T's MLP head: ['head_dense', 'classifier']).
       initial_weights: θ_0 as `model.get_weights()`; default the weights
         when the method first sees the model (the start of `fit`).
 
@@ -64,16 +75,26 @@ class RegenerativeL2(ShrinkAndPerturb):
         self,
         strength: settings.NonNegativeNumber(example=0.01),
         *,
+        reference_coverage: settings.Bool = False,
+        head="classifier",
         initial_weights=None,
     ):
+        self.reference_coverage = reference_coverage
         super().__init__(
             interpolate_to="init",
             lambda_backbone=strength,
-            head=(),
+            head=head if reference_coverage else (),
             every=(1, "steps"),
             initial_weights=initial_weights,
         )
         self.strength = strength
+
+    def _covered(self, variables, head_ids):
+        if not self.reference_coverage:
+            return variables
+        body = [v for v in variables if id(v) not in head_ids]
+        head = [v for v in variables if id(v) in head_ids]
+        return [part[-1] for part in (body, head) if part]
 
     def _lambda_scale(self):
         # Read now, not inside the compiled update: the protocol may give

@@ -188,7 +188,8 @@ class ShrinkAndPerturb(base.Method):
             for v in model.get_layer(name).trainable_variables
         }
         plan = []
-        for variable in init_lib.floating(model.trainable_variables):
+        variables = init_lib.floating(model.trainable_variables)
+        for variable in self._covered(variables, head_ids):
             coefficient = self._coefficients[id(variable) in head_ids]
             identity = 0.0 if self.interpolate_to else 1.0
             if coefficient != identity or self.noise_std > 0:
@@ -214,6 +215,12 @@ class ShrinkAndPerturb(base.Method):
             for (variable, coefficient), target in zip(plan, targets)
         ]
         self._apply = tf.function(self._apply_all)
+
+    def _covered(self, variables, head_ids):
+        """The variables it may change (RegenerativeL2: all, or the
+        reference's two)."""
+        del head_ids
+        return variables
 
     def _lambda_scale(self):
         """None, or a tensor multiplying every λ (RegenerativeL2: the LR)."""

@@ -10,7 +10,9 @@ loop of optimizer steps, traced once for all runs and learning rates. A
 plain Keras Adam is applied with TF's fused `ResourceApplyAdam` kernel (the
 same update, one pass over each variable instead of Keras' ~10 ops): at one
 example per step the optimizer dominates a linear probe's step, and the
-fused kernel made it ~2.5× faster (issue 7).
+fused kernel made it ~2.5× faster (issue 7). So is a plain
+`zapkeras.optimizers.TorchAdam`, whose update is the kernel's with
+ε·√(1 − β2ᵗ) in place of ε (docs/reference_codes.md §1.13).
 """
 
 import keras
@@ -22,16 +24,18 @@ from zapkeras import models
 from zapkeras.losses import per_example_cross_entropy
 from zapkeras.methods import zapping
 from zapkeras.methods.resets import optimizer_slots
+from zapkeras.optimizers import TorchAdam
 
 _EVAL_BATCH = 512
 
 
 def _adam_slots(optimizer, variables):
     """[(variable, momentum, velocity)] when `optimizer` is a plain Keras
-    Adam whose update TF's fused kernel computes exactly, on variables that
-    are not distributed (the kernel writes one copy); else None."""
+    Adam or TorchAdam whose update TF's fused kernel computes exactly, on
+    variables that are not distributed (the kernel writes one copy); else
+    None."""
     plain = (
-        type(optimizer) is keras.optimizers.Adam
+        type(optimizer) in (keras.optimizers.Adam, TorchAdam)
         and not optimizer.amsgrad
         and not optimizer.use_ema
         and all(
@@ -63,11 +67,24 @@ def _adam_slots(optimizer, variables):
 def _fused_adam_step(optimizer, slots, grads):
     """Keras Adam's `apply` (t ← t + 1; m ← m + (g − m)(1 − β1);
     v ← v + (g² − v)(1 − β2); θ ← θ − lr·√(1 − β2ᵗ)/(1 − β1ᵗ)·m/(√v + ε))
-    as one `ResourceApplyAdam` per variable, on Keras' own slots."""
-    step = ops.cast(optimizer.iterations + 1, "float32")
-    beta1_power = ops.power(optimizer.beta_1, step)
-    beta2_power = ops.power(optimizer.beta_2, step)
+    as one `ResourceApplyAdam` per variable, on Keras' own slots. For
+    TorchAdam the kernel gets β-powers 0, lr/(1 − β1ᵗ)·√(1 − β2ᵗ) and
+    ε·√(1 − β2ᵗ) (from its float64 powers), which is its update
+    lr/(1 − β1ᵗ)·m/(√v/√(1 − β2ᵗ) + ε)."""
     lr = ops.cast(optimizer.learning_rate, "float32")
+    epsilon = optimizer.epsilon
+    if isinstance(optimizer, TorchAdam):
+        beta1_power, beta2_power = optimizer.bias_powers()
+        root = ops.sqrt(1 - beta2_power)
+        lr = ops.cast(
+            ops.cast(lr, "float64") * root / (1 - beta1_power), "float32"
+        )
+        epsilon = ops.cast(epsilon * root, "float32")
+        beta1_power = beta2_power = ops.zeros((), "float32")
+    else:
+        step = ops.cast(optimizer.iterations + 1, "float32")
+        beta1_power = ops.power(optimizer.beta_1, step)
+        beta2_power = ops.power(optimizer.beta_2, step)
     for (variable, momentum, velocity), grad in zip(slots, grads):
         tf.raw_ops.ResourceApplyAdam(
             var=variable.value.handle,
@@ -78,7 +95,7 @@ def _fused_adam_step(optimizer, slots, grads):
             lr=lr,
             beta1=optimizer.beta_1,
             beta2=optimizer.beta_2,
-            epsilon=optimizer.epsilon,
+            epsilon=epsilon,
             grad=grad,
         )
     optimizer.iterations.assign_add(1)
@@ -190,19 +207,35 @@ class TransferLearner:
         return _in_chunks(self._logits, np.asarray(x, np.float32))
 
     def _score(self, x, y):
-        """Per-example (correct, cross-entropy): only [n] vectors leave the
-        graph, not the [n, classes] logits."""
+        """Per-example (top-1 correct, top-5 correct, cross-entropy): only
+        [n] vectors leave the graph, not the [n, classes] logits. An image
+        is top-5 correct when fewer than 5 logits exceed its label's (so
+        always, with at most 5 outputs)."""
         logits = self._forward(x)
         predicted = tf.argmax(logits, -1, output_type=tf.int32)
         correct = tf.cast(tf.equal(predicted, y), tf.float32)
-        return correct, per_example_cross_entropy(y, logits)
+        label_logit = tf.gather(logits, y, axis=1, batch_dims=1)[:, None]
+        above = tf.reduce_sum(tf.cast(logits > label_logit, tf.int32), -1)
+        top5 = tf.cast(above < 5, tf.float32)
+        return correct, top5, per_example_cross_entropy(y, logits)
+
+    def scores(self, x, labels, classes):
+        """{'accuracy', 'top5_accuracy', 'loss'}: each class's mean in
+        `classes`, in that order (macro: every class weighs the same)."""
+        labels = np.asarray(labels, np.int32)
+        correct, top5, losses = _in_chunks(self._scores, x, labels)
+        size = int(max(classes.max(), labels.max())) + 1
+        counts = np.maximum(np.bincount(labels, minlength=size), 1)[classes]
+        return {
+            name: np.bincount(labels, values, minlength=size)[classes] / counts
+            for name, values in (
+                ("accuracy", correct),
+                ("top5_accuracy", top5),
+                ("loss", losses),
+            )
+        }
 
     def per_class(self, x, labels, classes):
         """(accuracy, mean loss) of each class in `classes`, in that order."""
-        labels = np.asarray(labels, np.int32)
-        correct, losses = _in_chunks(self._scores, x, labels)
-        size = int(max(classes.max(), labels.max())) + 1
-        counts = np.maximum(np.bincount(labels, minlength=size), 1)[classes]
-        accuracy = np.bincount(labels, correct, minlength=size)[classes]
-        loss = np.bincount(labels, losses, minlength=size)[classes]
-        return accuracy / counts, loss / counts
+        found = self.scores(x, labels, classes)
+        return found["accuracy"], found["loss"]

@@ -16,9 +16,14 @@ mean final test accuracy is reported (docs/reference_codes.md §1.7-1.8).
   is recorded every that many steps: frati2025 §2.3's per-task losses, an
   array [points, tasks] per run.
 - i.i.d.: shuffled mini-batches of all support images for `epochs` epochs
-  (reference default 1), evaluated every `eval_every_steps` steps.
+  (reference default 1), evaluated every `eval_every_steps` steps (and,
+  with `eval_first_step`, after the first, as the reference), reporting
+  top-5 accuracy beside top-1 (the reference's i.i.d. metrics).
 
-Progress is saved after every run, so an interrupted sweep resumes.
+Reference-exact options (docs/reference_codes.md §1.7, §1.8, §1.13):
+`resplit_per_run` (a new support/query split per run), `eval_first_step`,
+and `optimizer = @TorchAdam` (PyTorch's Adam). Progress is saved after every
+run, so an interrupted sweep resumes (`transfer_sweep`).
 """
 
 import os
@@ -31,149 +36,9 @@ from zapkeras import data as data_lib
 from zapkeras import settings
 from zapkeras.errors import UsageError
 from zapkeras.outputs import console
-from zapkeras.outputs import files
 from zapkeras.outputs import plots
 from zapkeras.protocols import base as protocol_base
-from zapkeras.protocols.learner import TransferLearner
-
-
-class _Transfer:
-    """The data, learner and bookkeeping one protocol's sweep shares."""
-
-    def __init__(self, name, model, pool, context, train_per_class, **kw):
-        self.name = name
-        self.context = context
-        support, query = data_lib.split_per_class(
-            pool, train_per_class, seed=context.seed
-        )
-        outputs = max(model.get_layer("classifier").units, pool.num_classes)
-        self.learner = TransferLearner(model, outputs, **kw)
-        self.support = _with_images(
-            support, self.learner.inputs(support.images)
-        )
-        self.query = _with_images(query, self.learner.inputs(query.images))
-        self.num_classes = pool.num_classes
-        self._trajectory_key = self._trajectory = None
-
-    def trajectory(self, order):
-        """{split: (inputs, labels)} of the classes in `order`, gathered
-        once per trajectory and reused by each of its evaluations."""
-        key = tuple(int(c) for c in order)
-        if self._trajectory_key != key:
-            self._trajectory_key = key
-            self._trajectory = {}
-            for split, data in (("train", self.support), ("test", self.query)):
-                keep = np.isin(data.labels, order)
-                self._trajectory[split] = data.images[keep], data.labels[keep]
-        return self._trajectory
-
-    def evaluate(self, order, seen):
-        """Per-class accuracies on the trajectory's classes, in order."""
-        results = {}
-        for split, (x, labels) in self.trajectory(order).items():
-            accuracy, _ = self.learner.per_class(x, labels, order)
-            results[f"{split}_accuracy_seen"] = float(accuracy[:seen].mean())
-            results[f"{split}_accuracy_all"] = float(accuracy.mean())
-            results[f"per_class_{split}_accuracy"] = accuracy
-        return results
-
-    def sweep(self, learning_rates, runs, classes, run_fn):
-        """Runs run_fn(order, rng, name, advance) per (rate, run), where
-        advance(fraction) tells the progress bar how much of the run is
-        done; returns the summary."""
-        path = os.path.join(
-            self.context.checkpoint_dir("transfer"), f"{self.name}.json"
-        )
-        progress = files.read_json(path, {})
-        cells = [(lr, run) for lr in learning_rates for run in range(runs)]
-        done = sum(f"{lr:g}/{run}" in progress for lr, run in cells)
-        bar = console.Progress(
-            f"transfer/{self.name}[{self.context.label}]",
-            len(cells),
-            "run",
-            start=done,
-        )
-        with bar:
-            for lr, run in cells:
-                key = f"{lr:g}/{run}"
-                if key in progress:
-                    continue
-                rng = np.random.default_rng([self.context.seed, run])
-                order = rng.choice(self.num_classes, classes, replace=False)
-                self.learner.reset(lr, seed=int(rng.integers(2**31)))
-                result = run_fn(
-                    order,
-                    rng,
-                    f"lr_{lr:g}_run_{run}",
-                    lambda fraction: bar.advance(done + fraction),
-                )
-                final = result["curve"][-1]
-                result["class_order"] = [int(c) for c in order]
-                for split in ("train", "test"):
-                    result[f"per_class_{split}_accuracy"] = [
-                        float(a)
-                        for a in final.pop(f"per_class_{split}_accuracy")
-                    ]
-                for point in result["curve"]:
-                    for split in ("train", "test"):
-                        point.pop(f"per_class_{split}_accuracy", None)
-                progress[key] = result
-                files.write_json(path, progress)
-                done += 1
-                bar.update(
-                    done,
-                    {"test acc": final["test_accuracy_all"]},
-                    at=f"lr {lr:g} run {run + 1}/{runs}",
-                )
-        runs_by_lr = {
-            f"{lr:g}": [progress[f"{lr:g}/{r}"] for r in range(runs)]
-            for lr in learning_rates
-        }
-        files.write_json(
-            self.context.curves_path(f"transfer_{self.name}.json"), runs_by_lr
-        )
-        self.learner.restore()  # later protocols see the pretrained body
-        summary = _summarise(runs_by_lr)
-        self._log(runs_by_lr, summary["best_lr"])
-        self.best_curve = runs_by_lr[f"{summary['best_lr']:g}"]
-        return summary
-
-    def _log(self, runs_by_lr, best_lr):
-        for lr, runs in runs_by_lr.items():
-            tags = [f"transfer/{self.name}/lr_{lr}"]
-            if float(lr) == best_lr:
-                tags.append(f"transfer/{self.name}/best_lr")
-            for i, point in enumerate(runs[0]["curve"]):
-                mean = {
-                    k: np.mean([r["curve"][i][k] for r in runs])
-                    for k in point
-                    if k not in ("step", "epoch")
-                }
-                for tag in tags:
-                    self.context.writer.scalars(tag, mean, point["step"])
-
-
-_SUMMARY_KEYS = (
-    "test_accuracy",
-    "test_accuracy_std",
-    "train_accuracy",
-    "train_accuracy_std",
-)
-
-
-def _summarise(runs_by_lr):
-    by_lr = {}
-    for lr, runs in runs_by_lr.items():
-        test = [r["curve"][-1]["test_accuracy_all"] for r in runs]
-        train = [r["curve"][-1]["train_accuracy_all"] for r in runs]
-        by_lr[lr] = {
-            "test_accuracy": float(np.mean(test)),
-            "test_accuracy_std": float(np.std(test)),
-            "train_accuracy": float(np.mean(train)),
-            "train_accuracy_std": float(np.std(train)),
-        }
-    best = max(by_lr, key=lambda lr: by_lr[lr]["test_accuracy"])
-    return {**by_lr[best], "best_lr": float(best), "by_lr": by_lr}
+from zapkeras.protocols import transfer_sweep
 
 
 def eval_points(num_classes, eval_every):
@@ -191,10 +56,17 @@ class _Sweep(protocol_base.Protocol):
 
     `learning_rates`, `runs` and `classes` are TRANSFER_LRS, TRANSFER_RUNS
     and TRANSFER_CLASSES; `linear_probe=False` trains the whole model;
-    `optimizer` is a class (reference: Adam; frati2025 also SGD).
+    `optimizer` is a class (reference: PyTorch's Adam, `TorchAdam`; default
+    Keras' Adam; frati2025 also SGD). `resplit_per_run` draws each run's
+    support/query split of every class anew from (seed, run index), as the
+    reference does; default False: one split per seed, so conditions and
+    learning rates compare on identical images and differences are not
+    split noise (runs of one index share their split across rates either
+    way).
     """
 
     name = None
+    metrics = ("accuracy",)
 
     def __init__(
         self,
@@ -204,10 +76,12 @@ class _Sweep(protocol_base.Protocol):
         train_per_class,
         linear_probe,
         optimizer,
+        resplit_per_run,
     ):
         self.learning_rates, self.runs = learning_rates, runs
         self.classes, self.train_per_class = classes, train_per_class
         self.linear_probe, self.optimizer = linear_probe, optimizer
+        self.resplit_per_run = resplit_per_run
         self.best_curve = None
 
     def check(self, data):
@@ -220,13 +94,14 @@ class _Sweep(protocol_base.Protocol):
             )
 
     def result_keys(self):
+        keys = transfer_sweep.summary_keys(self.metrics)
         return [
-            *_SUMMARY_KEYS,
+            *keys,
             "best_lr",
             *(
                 f"by_lr.{lr:g}.{key}"
                 for lr in self.learning_rates
-                for key in _SUMMARY_KEYS
+                for key in keys
             ),
         ]
 
@@ -252,12 +127,14 @@ class _Sweep(protocol_base.Protocol):
     def __call__(self, model, data, context):
         """Runs the sweep from `model`'s weights; returns the summary."""
         self.check(data)
-        t = _Transfer(
+        t = transfer_sweep.TransferSweep(
             self.name,
             model,
             data.transfer,
             context,
             self.train_per_class,
+            resplit_per_run=self.resplit_per_run,
+            metrics=self.metrics,
             optimizer=self.optimizer,
             linear_probe=self.linear_probe,
         )
@@ -294,6 +171,7 @@ class SequentialTransfer(_Sweep):
         linear_probe: settings.Bool = True,
         optimizer=keras.optimizers.Adam,
         task_loss_every: settings.NonNegativeInt = 0,
+        resplit_per_run: settings.Bool = False,
     ):
         super().__init__(
             learning_rates,
@@ -302,6 +180,7 @@ class SequentialTransfer(_Sweep):
             train_per_class,
             linear_probe,
             optimizer,
+            resplit_per_run,
         )
         self.eval_every, self.epochs = eval_every, epochs
         self.task_loss_every = task_loss_every
@@ -358,10 +237,15 @@ class SequentialTransfer(_Sweep):
 class IidTransfer(_Sweep):
     """frati2024 Alg. 3: mini-batch fine-tuning; gin: `iid_transfer`.
 
-    Args: as `_Sweep`, and `epochs`, `batch_size`, `eval_every_steps`.
+    Args: as `_Sweep`, and `epochs`, `batch_size`, `eval_every_steps`;
+    `eval_first_step` also evaluates after the first step, as the
+    reference does (default False: the curve keeps its points every
+    `eval_every_steps` steps; training is the same either way). Curves and
+    results hold top-5 accuracy (`test_top5_accuracy`, …) beside top-1.
     """
 
     name = "iid"
+    metrics = ("accuracy", "top5_accuracy")
 
     def __init__(
         self,
@@ -375,6 +259,8 @@ class IidTransfer(_Sweep):
         eval_every_steps: settings.PositiveInt = 5,
         linear_probe: settings.Bool = True,
         optimizer=keras.optimizers.Adam,
+        resplit_per_run: settings.Bool = False,
+        eval_first_step: settings.Bool = False,
     ):
         super().__init__(
             learning_rates,
@@ -383,14 +269,17 @@ class IidTransfer(_Sweep):
             train_per_class,
             linear_probe,
             optimizer,
+            resplit_per_run,
         )
         self.epochs, self.batch_size = epochs, batch_size
         self.eval_every_steps = eval_every_steps
+        self.eval_first_step = eval_first_step
 
     def _run_fn(self, t, context):
         del context
         epochs, batch_size = self.epochs, self.batch_size
         chunk = batch_size * self.eval_every_steps
+        first = self.eval_first_step
 
         def run(order, rng, name, advance):
             del name
@@ -399,8 +288,12 @@ class IidTransfer(_Sweep):
             curve, step, seen = [], 0, 0
             for epoch in range(epochs):
                 shuffled = rng.permutation(examples)
-                for start in range(0, len(shuffled), chunk):
-                    part = shuffled[start : start + chunk]
+                ends = {*range(chunk, len(shuffled), chunk), len(shuffled)}
+                if first and epoch == 0:
+                    ends.add(min(batch_size, len(shuffled)))
+                start = 0
+                for end in sorted(ends):
+                    part, start = shuffled[start:end], end
                     t.learner.train(x[part], y[part], batch_size)
                     step += -(-len(part) // batch_size)
                     curve.append(
@@ -438,11 +331,3 @@ def _save_task_losses(context, name, losses, every):
         context.writer.scalars(
             f"transfer/sequential/{name}", {"task_loss": loss}, task + 1
         )
-
-
-def _with_images(images, new_images):
-    return data_lib.LabeledImages(
-        images=np.asarray(new_images),
-        labels=images.labels,
-        class_names=images.class_names,
-    )
