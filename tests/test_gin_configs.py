@@ -121,3 +121,8 @@ def test_quickstart_compares_zap_and_control():
         "iid_zap",
     )
     assert gin.query_parameter("load_class_sets.name") == "embedded"
+    # Zapping every 3 epochs, the last zap 3 epochs before the end: the
+    # zapped model relearns its head before it is measured.
+    assert gin.query_parameter("Zapping.every") == (3, "epochs")
+    epochs = gin.query_parameter("%PRETRAIN_EPOCHS")
+    assert (epochs - 1) % 3 == 2
