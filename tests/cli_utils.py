@@ -19,6 +19,25 @@ CONTINUAL_TINY = [
     "--gin_param=continual_learning.probe_size = 20",
 ]
 
+
+def quickstart_tiny(width=4, epochs=1, runs=1, rates="(0.01,)", extra=()):
+    """The quickstart shrunk to seconds: 12 pretraining and 6 transfer
+    classes, `epochs` of pretraining, `runs` transfer runs per rate of
+    `rates` (gin text); `extra` bindings after."""
+    return [
+        "--gin_file=gin/quickstart.gin",
+        f"--gin_param=WIDTH = {width}",
+        "--gin_param=PRETRAIN_CLASSES = 12",
+        "--gin_param=glyph_class_sets.evaluation_classes = 10",
+        f"--gin_param=PRETRAIN_EPOCHS = {epochs}",
+        "--gin_param=TRANSFER_CLASSES = 6",
+        f"--gin_param=TRANSFER_RUNS = {runs}",
+        f"--gin_param=TRANSFER_LRS = {rates}",
+        "--gin_param=sequential_transfer.eval_every = 3",
+        *(f"--gin_param={binding}" for binding in extra),
+    ]
+
+
 # Sequential transfer only (the configs' i.i.d. transfer left out).
 SEQUENTIAL_ONLY = (
     "--gin_param=TransferRunner.transfers = "

@@ -7,6 +7,7 @@ import signal
 
 import pytest
 
+from tests.cli_utils import quickstart_tiny
 from tests.cli_utils import results_without_wall_time
 from tests.cli_utils import run_module
 from tests.cli_utils import signal_module_at
@@ -124,18 +125,12 @@ def test_start_up_log_is_held_back_below_the_level_asked_for():
     assert quiet.level({}, ["--", "--verbosity=0"]) == 3
 
 
-TINY = [
-    "--gin_file=gin/quickstart.gin",
-    "--gin_param=WIDTH = 4",
-    "--gin_param=PRETRAIN_CLASSES = 12",
-    "--gin_param=glyph_class_sets.evaluation_classes = 10",
-    "--gin_param=PRETRAIN_EPOCHS = 3",
-    "--gin_param=iid_pretraining.batch_size = 8",
-    "--gin_param=TRANSFER_CLASSES = 6",
-    "--gin_param=TRANSFER_RUNS = 2",
-    "--gin_param=TRANSFER_LRS = (0.01, 0.001)",
-    "--gin_param=sequential_transfer.eval_every = 3",
-]
+TINY = quickstart_tiny(
+    epochs=3,
+    runs=2,
+    rates="(0.01, 0.001)",
+    extra=["iid_pretraining.batch_size = 8"],
+)
 
 
 def _assert_one_stop_line(proc, signum, out):

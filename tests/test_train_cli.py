@@ -6,23 +6,19 @@ import os
 
 import pytest
 
+from tests.cli_utils import quickstart_tiny
 from tests.cli_utils import read_scalar_tags
 from tests.cli_utils import run_module
 from tests.omniglot_layout import build_omniglot
 from tests.omniglot_layout import needs_omniglot
 
-TINY = [
-    "--gin_file=gin/quickstart.gin",
-    "--gin_param=WIDTH = 8",
-    "--gin_param=PRETRAIN_CLASSES = 12",
-    "--gin_param=glyph_class_sets.evaluation_classes = 10",
-    "--gin_param=PRETRAIN_EPOCHS = 2",
-    "--gin_param=TRANSFER_CLASSES = 6",
-    "--gin_param=TRANSFER_RUNS = 2",
-    "--gin_param=TRANSFER_LRS = (0.01, 0.001)",
-    "--gin_param=sequential_transfer.eval_every = 3",
-    "--gin_param=iid_pretraining.log_every_n_steps = 1",
-]
+TINY = quickstart_tiny(
+    width=8,
+    epochs=2,
+    runs=2,
+    rates="(0.01, 0.001)",
+    extra=["iid_pretraining.log_every_n_steps = 1"],
+)
 
 
 def _results(output_dir):

@@ -13,6 +13,7 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from tests.cli_utils import CONTINUAL_TINY
+from tests.cli_utils import quickstart_tiny
 from tests.cli_utils import run_module
 from zapkeras import tune
 from zapkeras.errors import UsageError
@@ -23,18 +24,7 @@ from zapkeras.tuning.tuner import TrainTuner
 from zapkeras.tuning.tuner import lookup
 from zapkeras.tuning.tuner import numeric_keys
 
-TINY = [
-    "--gin_file=gin/quickstart.gin",
-    "--gin_param=WIDTH = 8",
-    "--gin_param=PRETRAIN_CLASSES = 12",
-    "--gin_param=glyph_class_sets.evaluation_classes = 10",
-    "--gin_param=PRETRAIN_EPOCHS = 1",
-    "--gin_param=TRANSFER_CLASSES = 6",
-    "--gin_param=TRANSFER_RUNS = 1",
-    "--gin_param=TRANSFER_LRS = (0.01,)",
-    "--gin_param=sequential_transfer.eval_every = 3",
-    "--gin_param=TransferRunner.conditions = None",
-]
+TINY = quickstart_tiny(width=8, extra=["TransferRunner.conditions = None"])
 LR = "iid_pretraining.learning_rate"
 
 

@@ -25,6 +25,7 @@ environment.prepare()  # a command's environment, before TensorFlow loads
 import gin  # noqa: E402
 from zapkeras import gin_imports  # noqa: E402,F401
 from zapkeras import settings  # noqa: E402
+from zapkeras import validate  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUTPUT = os.path.join("docs", "configuration.md")
@@ -102,17 +103,15 @@ def _summary(obj):
 
 
 def _interval(noun, options, low=None, high=None):
-    """'number in (0, 1]', 'int ≥ 1', … from a kind's range options."""
-    low, high = options.get("low", low), options.get("high", high)
-    low_open, high_open = options.get("low_open"), options.get("high_open")
-    if low is None and high is None:
-        return noun
-    if high is None:
-        return f"{noun} {'>' if low_open else '≥'} {low:g}"
-    if low is None:
-        return f"{noun} {'<' if high_open else '≤'} {high:g}"
-    left, right = "(" if low_open else "[", ")" if high_open else "]"
-    return f"{noun} in {left}{low:g}, {high:g}{right}"
+    """'number in (0, 1]', 'int ≥ 1', … from a kind's range options, in
+    the words of the checks' own messages."""
+    return validate.range_text(
+        noun,
+        options.get("low", low),
+        options.get("high", high),
+        bool(options.get("low_open")),
+        bool(options.get("high_open")),
+    )
 
 
 def kind_text(kind):

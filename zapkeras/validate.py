@@ -110,7 +110,7 @@ def _bound(x):
     return f"{x:g}" if isinstance(x, float) else str(x)
 
 
-def _range_text(noun, low, high, low_open, high_open):
+def range_text(noun, low, high, low_open, high_open):
     """'an integer ≥ 1', 'a number in (0, 1]', … (None: unbounded)."""
     if low is None and high is None:
         return noun
@@ -133,7 +133,7 @@ def _inside(x, low, high, low_open, high_open):
 
 def integer(value, setting, *, low=None, high=None, example=None, note=None):
     """`value` as an int in [low, high] (None: unbounded)."""
-    what = _range_text("an integer", low, high, False, False)
+    what = range_text("an integer", low, high, False, False)
     if not _is_int(value):
         _fail(value, setting, what, example=example, note=note, typed=True)
     if not _inside(value, low, high, False, False):
@@ -164,7 +164,7 @@ def number(
 ):
     """`value` as a finite float in the interval from low to high (None:
     unbounded; `low_open` / `high_open` exclude that end)."""
-    what = _range_text("a number", low, high, low_open, high_open)
+    what = range_text("a number", low, high, low_open, high_open)
     if not _is_number(value):
         _fail(value, setting, what, example=example, note=note, typed=True)
     if not math.isfinite(value) or not _inside(

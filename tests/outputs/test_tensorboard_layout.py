@@ -13,20 +13,10 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from tests.cli_utils import CONTINUAL_TINY
+from tests.cli_utils import quickstart_tiny
 from tests.cli_utils import run_module
 
-TRANSFER_TINY = [
-    "--gin_file=gin/quickstart.gin",
-    "--gin_param=WIDTH = 4",
-    "--gin_param=PRETRAIN_CLASSES = 12",
-    "--gin_param=glyph_class_sets.evaluation_classes = 10",
-    "--gin_param=PRETRAIN_EPOCHS = 1",
-    "--gin_param=TRANSFER_CLASSES = 6",
-    "--gin_param=TRANSFER_RUNS = 1",
-    "--gin_param=TRANSFER_LRS = (0.01,)",
-    "--gin_param=sequential_transfer.eval_every = 3",
-    "--gin_param=iid_pretraining.log_every_n_steps = 1",
-]
+TRANSFER_TINY = quickstart_tiny(extra=["iid_pretraining.log_every_n_steps = 1"])
 CONTINUAL = [
     "--gin_file=gin/permuted/swr.gin",
     *CONTINUAL_TINY,
