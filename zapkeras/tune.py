@@ -11,6 +11,9 @@ protocols' declared `result_keys()`; no data is loaded).
 OUTPUT_DIR holds keras_tuner/ (the oracle's state: rerunning the command
 resumes the sweep),
 trial_<id>/ (each run), tensorboard/ (HParams) and tune_results.json.
+With keras-tuner's KERASTUNER_* variables set, the same command is the
+chief (which serves the trials and writes the summary) or a worker (which
+runs the trials it is given): README "Grids across machines".
 Exit status 1 when a trial failed, 2 when the first failure was a trial
 that exited 2 (a user mistake such as a diverging learning rate).
 """
@@ -29,10 +32,10 @@ from zapkeras import runner
 from zapkeras.errors import UsageError
 from zapkeras.outputs import console
 from zapkeras.outputs import files
+from zapkeras.tuning import distributed
 from zapkeras.tuning import objective as objective_lib
 from zapkeras.tuning import params as params_lib
 from zapkeras.tuning import report
-from zapkeras.tuning.tuner import TooManyFailures
 from zapkeras.tuning.tuner import TrainTuner
 
 ORACLES = {
@@ -71,6 +74,15 @@ flags.DEFINE_integer(
     3,
     "Stop the search after this many failed trials in a row.",
     lower_bound=1,
+)
+
+flags.DEFINE_integer(
+    "worker_timeout",
+    distributed.LEASE_SECONDS,
+    "Across machines: seconds a worker may fall silent before the chief "
+    "gives its trial to another.",
+    lower_bound=4,
+    allow_override=True,  # pipelines.cli's too, in a process with both
 )
 
 flags.adopt_module_key_flags(cli)  # --help lists the train flags too
@@ -135,20 +147,31 @@ def _check_sweep(params, key):
             objective_lib.check(key, paths, config, binding)
 
 
-def make_oracle(tuner, params, objective, direction, max_trials, seed):
+def make_oracle(
+    tuner,
+    params,
+    objective,
+    direction,
+    max_trials,
+    seed,
+    lease_seconds=distributed.LEASE_SECONDS,
+):
     """The keras-tuner oracle `tuner` over `params`, for `max_trials`
-    trials (None: the default) seeded by `seed`."""
+    trials (None: the default) seeded by `seed`, with leases
+    (`distributed`)."""
     space = params_lib.search_space(params)
     if max_trials is None and tuner == "grid":
         max_trials = math.prod(len(list(h.values)) for h in space.space)
     try:
-        oracle = ORACLES[tuner](
+        oracle = distributed.leased(ORACLES[tuner])(
+            lease_seconds=lease_seconds,
             objective=keras_tuner.Objective(objective, direction),
             max_trials=max_trials or DEFAULT_TRIALS,
             hyperparameters=space,
             allow_new_entries=False,
             seed=seed + 1,  # keras-tuner draws a random seed for 0
-            max_retries_per_trial=0,  # runs are deterministic
+            max_retries_per_trial=0,  # runs are deterministic; a dead
+            # worker's trial is retried through its lease (`distributed`)
             # Counted by TrainTuner instead: keras-tuner raises before
             # saving the trial that reaches its limit.
             max_consecutive_failed_trials=sys.maxsize,
@@ -198,6 +221,7 @@ def run(argv=None):
         FLAGS.objective_direction,
         FLAGS.max_trials,
         FLAGS.seed,
+        FLAGS.worker_timeout,
     )
     output_dir = _output_dir()
     train_args = _train_args()
@@ -216,18 +240,34 @@ def run(argv=None):
         train_args,
         sweep,
         FLAGS.max_consecutive_failed_trials,
+        FLAGS.worker_timeout,
     )
+    role = distributed.role()
+    if role == "worker":
+        console.say(
+            f"zapkeras.tune: worker {tuner.tuner_id} of the chief at "
+            f"{os.environ['KERASTUNER_ORACLE_IP']}:"
+            f"{os.environ['KERASTUNER_ORACLE_PORT']}; trials → {output_dir}"
+        )
+        tuner.search()
+        console.say(f"worker {tuner.tuner_id}: no trial left")
+        return 0
     report.write_hparams_config(output_dir, params, FLAGS.objective)
+    serving = (
+        " (serving the workers at $KERASTUNER_ORACLE_IP:PORT)"
+        if role == "chief"
+        else ""
+    )
     console.say(
         f"zapkeras.tune: {FLAGS.tuner} search of {sweep['experiment']}, up "
         f"to {oracle.max_trials} trials ({len(oracle.trials)} run before), "
-        f"{FLAGS.objective_direction} {FLAGS.objective} → {output_dir}\n"
-        f"  the same command with --output_dir={output_dir} resumes it"
+        f"{FLAGS.objective_direction} {FLAGS.objective} → {output_dir}"
+        f"{serving}\n  the same command with --output_dir={output_dir} "
+        "resumes it"
     )
-    try:
-        tuner.search()
-    except TooManyFailures as e:
-        console.say(f"\n{e}")
+    tuner.search()
+    if tuner.stopped:
+        console.say(f"\n{tuner.stopped}")
     summary = tuner.summary()
     files.write_json(os.path.join(output_dir, "tune_results.json"), summary)
     console.say(report.final_text(summary, tuner.params))

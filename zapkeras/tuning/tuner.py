@@ -12,7 +12,13 @@ keras-tuner swallows failed trials and stops after its own count of
 consecutive failures without saving the last one, so a failure here is
 recorded (exit status, reason, log tail) in the tuner's saved state,
 printed at once, raised as `FailedTrialError` (no retries: runs are
-deterministic) and counted by this tuner after the trial is saved.
+deterministic) and counted by this tuner after the trial is saved; too
+many in a row end the search (the oracle proposes no more trials).
+
+In keras-tuner's distributed mode (`distributed`) the chief serves the
+oracle and writes tune_results.json as trials end; each worker runs the
+trials it is given in its own OUTPUT_DIR/trial_<id>/ and reports the
+objective, or its exit status, through the oracle.
 """
 
 import math
@@ -28,20 +34,16 @@ from keras_tuner.src import config as keras_tuner_config
 from zapkeras.errors import UsageError
 from zapkeras.outputs import console
 from zapkeras.outputs import files
+from zapkeras.tuning import distributed
 from zapkeras.tuning import report
 
 PROJECT = "keras_tuner"  # OUTPUT_DIR/keras_tuner/: the oracle's saved state
-STATE_FILE = "tuner0.json"  # BaseTuner's state file (tuner id 'tuner0')
 LOG_TAIL_LINES = 10
 _STATUS = {
     trial_lib.TrialStatus.COMPLETED: "completed",
     trial_lib.TrialStatus.FAILED: "failed",
     trial_lib.TrialStatus.INVALID: "failed",
 }
-
-
-class TooManyFailures(Exception):
-    """Raised after `max_consecutive_failures` failed trials in a row."""
 
 
 def lookup(results, key):
@@ -86,9 +88,16 @@ def _run_logged(command, log_path):
     """Runs `command`, echoing its stdout and appending stdout and stderr to
     `log_path`; returns the exit status."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    for name in distributed.VARIABLES:  # the run is no tuner
+        env.pop(name, None)
     with open(log_path, "a") as log:
         process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=log, text=True, env=env
+            command,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env=env,
+            preexec_fn=distributed.die_with_parent,
         )
         for line in process.stdout:
             log.write(line)
@@ -110,6 +119,8 @@ class TrainTuner(base_tuner.BaseTuner):
       sweep: what defines the sweep (tuner, params, objective, train_args);
         a rerun in the same directory must match it.
       max_consecutive_failures: stop after this many failed trials in a row.
+      lease_seconds: in distributed mode, how long a worker that stopped
+        renewing its trial's lease keeps the trial.
     """
 
     def __init__(
@@ -120,21 +131,27 @@ class TrainTuner(base_tuner.BaseTuner):
         train_args,
         sweep,
         max_consecutive_failures,
+        lease_seconds=distributed.LEASE_SECONDS,
     ):
         self.params = {p.name: p for p in params}
         self.output_dir = output_dir
         self.train_args = list(train_args)
         self.sweep = sweep
         self.max_consecutive_failures = max_consecutive_failures
+        self.lease_seconds = lease_seconds
         self.outcomes = {}  # trial id → exit status, failure reason, log
+        self.stopped = None  # why the search ended early
         self._check_same_sweep()
         super().__init__(
             oracle, directory=output_dir, project_name=PROJECT, overwrite=False
         )
+        self._reported = set(getattr(self.oracle, "end_order", ()))
 
     def _check_same_sweep(self):
         state = files.read_json(
-            os.path.join(self.output_dir, PROJECT, STATE_FILE)
+            os.path.join(
+                self.output_dir, PROJECT, f"{distributed.tuner_id()}.json"
+            )
         )
         stored = (state or {}).get("sweep", self.sweep)
         differ = [k for k in self.sweep if stored.get(k) != self.sweep[k]]
@@ -163,9 +180,20 @@ class TrainTuner(base_tuner.BaseTuner):
     def bindings(self, values):
         return [self.params[n].binding(v) for n, v in values.items()]
 
+    def search(self):
+        """Runs the trials; on a chief, serves them to the workers."""
+        if distributed.role() == "chief":
+            self.on_search_begin()
+            distributed.serve(self.oracle, self._report_ended)
+            self._report_ended()
+        else:
+            distributed.worker_loop(self)
+
     def run_trial(self, trial, *args, **kwargs):
         trial_id = trial.trial_id
-        twin = self._completed_twin(trial.hyperparameters.values)
+        twin = None
+        if not self._is_worker():  # a worker does not see other trials
+            twin = self._completed_twin(trial.hyperparameters.values)
         if twin is not None:  # runs are deterministic: same result
             console.say(
                 f"\ntrial {trial_id}: the bindings of trial {twin.trial_id} "
@@ -182,7 +210,8 @@ class TrainTuner(base_tuner.BaseTuner):
         command += [f"--gin_param={b}" for b in bindings]
         command.append(f"--output_dir={run_dir}")
         log = os.path.join(run_dir, "train.log")
-        code = _run_logged(command, log)
+        with distributed.lease(self.oracle, trial_id, self.lease_seconds):
+            code = _run_logged(command, log)
         if code:
             errors = [s for s in _tail(log) if s.startswith("zapkeras: error")]
             self._fail(
@@ -214,6 +243,8 @@ class TrainTuner(base_tuner.BaseTuner):
                 f"{self.objective} = {value!r} is not a finite number",
             )
         self.outcomes[trial_id] = {"exit_code": 0}
+        if self._is_worker():
+            console.say(f"trial {trial_id}: {self.objective} = {value:.4g}")
         return {self.objective: float(value)}
 
     def _completed_twin(self, values):
@@ -235,6 +266,9 @@ class TrainTuner(base_tuner.BaseTuner):
                 {"trial_id": trial.trial_id, "bindings": bindings, **outcome}
             )
         )
+        # Through the oracle to a chief (which may not see this disk).
+        metrics = {self.objective: math.nan, "exit_code": float(code)}
+        self.oracle.update_trial(trial.trial_id, metrics)
         raise FailedTrialError(reason)
 
     def on_search_begin(self):
@@ -245,15 +279,30 @@ class TrainTuner(base_tuner.BaseTuner):
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)  # the oracle and this state are saved
+        if not self._is_worker():  # a worker reports in run_trial
+            self._report_ended()
+
+    def _report_ended(self):
+        """Reports the trials that ended since the last call (a line and an
+        HParams session each), rewrites tune_results.json, and ends the
+        search after too many failures in a row."""
+        ended = [i for i in self.oracle.end_order if i not in self._reported]
+        if not ended:
+            return
+        self._reported.update(ended)
         records = self.records()
-        record = records[trial.trial_id]
-        if record["status"] == "completed":
+        for trial_id in ended:
+            record = records[trial_id]
+            if record["status"] != "completed":
+                if trial_id not in self.outcomes:  # failed on a worker
+                    console.say(report.failure_text(record))
+                continue
             report.write_session(
                 self.output_dir, self.params, record, self.objective
             )
             best = report.best(records, self.sweep["direction"])
             console.say(
-                f"trial {trial.trial_id}: {self.objective} = "
+                f"trial {trial_id}: {self.objective} = "
                 f"{record['objective']:.4g} (best so far "
                 f"{best['objective']:.4g}, trial {best['trial_id']})"
             )
@@ -266,10 +315,11 @@ class TrainTuner(base_tuner.BaseTuner):
                 break
             failed_in_a_row += 1
         if failed_in_a_row >= self.max_consecutive_failures:
-            raise TooManyFailures(
+            self.stopped = (
                 f"stopped after {failed_in_a_row} failed trials in a row "
                 "(--max_consecutive_failed_trials)"
             )
+            self.oracle.max_trials = len(self.oracle.trials)  # no new trial
 
     def records(self):
         """{trial id: what tune_results.json says of it}, in start order."""
@@ -290,13 +340,32 @@ class TrainTuner(base_tuner.BaseTuner):
             if twin is not None:
                 record["same_as"] = twin
             if status == "failed":
-                message = (trial.message or "").strip().splitlines()
                 record.update(
-                    self.outcomes.get(trial_id)
-                    or {"reason": message[-1] if message else "unknown"}
+                    self.outcomes.get(trial_id) or self._worker_outcome(trial)
                 )
             records[trial_id] = record
         return records
+
+    def _worker_outcome(self, trial):
+        """What the chief knows of a trial that failed on a worker: the
+        exit status it reported, and the log if this disk has it."""
+        log = os.path.join(self.trial_dir(trial.trial_id), "train.log")
+        message = (trial.message or "failed on a worker").strip()
+        outcome = {"reason": message.splitlines()[-1], "log": log}
+        if trial.metrics.exists("exit_code"):
+            code = int(trial.metrics.get_last_value("exit_code"))
+            outcome.update(
+                exit_code=code,
+                reason=(
+                    f"zapkeras.train exited with {code}"
+                    if code
+                    else "results.json has no finite number at "
+                    + self.objective
+                ),
+            )
+        if os.path.exists(log):
+            outcome["log_tail"] = _tail(log)
+        return outcome
 
     def summary(self):
         """The content of tune_results.json."""
