@@ -3,25 +3,26 @@ and when the rest should be finished.
 
     python -m pipelines.progress runs/hernandez2025 [--watch=30]
 
-The view reads only the run directories, so it works from any shell while
-a pipeline runs (or after it died). The work queue (grid.py) leaves these
-files in each run's directory:
+The view reads only files, so it works from any shell while a pipeline
+runs (or after it died): each run's results.json (written by the run:
+done) and the state of the grid's oracle (grid.py), in the directory
+ROOT/grid.json names:
 
-- results.json (written by the run itself): done;
-- queue.lock, {host, pid, started, child_pid}, while a queue runs it:
-  running if the queue or its child is alive (on another host it is
-  assumed alive), else the lock is stale and the run counts as pending;
-- queue.json, {exit_code, started, seconds, ...}, when the run ended:
-  failed if the exit code is not 0 and there is no results.json.
+- trial_<id>/trial.json per run given to a worker (keras-tuner's): its
+  status (FAILED: failed, with the exit code it reported), and the
+  seconds a finished run took;
+- oracle.json: the ongoing trials, each with its worker and start time,
+  and the chief's host and pid. An ongoing run is running while that
+  process lives (on another host it is assumed to), else pending.
 
-The grid's runs are listed in ROOT/grid.json (written by the queue), so
-runs not started yet show as pending; without it, every seed_<n> directory
-under ROOT is a run. ETA = mean duration of the runs this queue finished ×
-(runs left, minus what the running ones have done) / runs in flight.
+ROOT/grid.json lists the grid's runs, so runs not started yet show as
+pending; without it, every seed_<n> directory under ROOT is a run. ETA =
+mean duration of the grid's finished runs × (runs left, minus what the
+running ones have done) / runs in flight.
 """
 
 import argparse
-import json
+import glob
 import os
 import re
 import socket
@@ -30,8 +31,6 @@ import time
 
 from zapkeras.outputs import files
 
-LOCK = "queue.lock"
-RECORD = "queue.json"
 MANIFEST = "grid.json"
 DONE, RUNNING, FAILED, PENDING = "done", "running", "failed", "pending"
 _MARKS = {DONE: "✓", RUNNING: "▶", FAILED: "✗", PENDING: "·"}
@@ -47,59 +46,74 @@ def _alive(pid):
     return True
 
 
-def lock_owner_alive(info):
-    """Whether the queue that wrote a lock's `info`, or the run it started,
-    still runs."""
-    if not info or "pid" not in info:
+def chief_alive(chief):
+    """Whether the process that wrote an oracle state (`chief`: its host
+    and pid) still runs; one on another host is assumed to."""
+    if not chief or "pid" not in chief:
         return False
-    if info.get("host") != socket.gethostname():
+    if chief.get("host") != socket.gethostname():
         return True  # cannot tell from here
-    pids = [info["pid"], info.get("child_pid")]
-    return any(_alive(pid) for pid in pids if pid is not None)
+    return _alive(chief["pid"])
 
 
-def read_lock(run_dir):
-    """The lock's contents, {} if unreadable, None if there is no lock."""
-    path = os.path.join(run_dir, LOCK)
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError):
+def last_metric(metrics, name):
+    """The last value of metric `name` in a trial's metrics config."""
+    observations = metrics.get(name, {}).get("observations") or [{}]
+    value = observations[-1].get("value") or [None]
+    return value[0]
+
+
+def oracle_state(root):
+    """{run key: (state, details)} from the grid's oracle (module doc);
+    runs it has not given out are absent."""
+    manifest = files.read_json(os.path.join(root, MANIFEST)) or {}
+    if "oracle" not in manifest:
         return {}
+    project = os.path.join(root, manifest["oracle"])
+    oracle = files.read_json(os.path.join(project, "oracle.json"), {})
+    alive = chief_alive(oracle.get("chief"))
+    leases = oracle.get("leases", {})
+    found = {}
+    for path in glob.glob(os.path.join(project, "trial_*", "trial.json")):
+        trial = files.read_json(path, {})
+        key = trial.get("hyperparameters", {}).get("values", {}).get("run")
+        metrics = trial.get("metrics", {}).get("metrics", {})
+        details = {"seconds": last_metric(metrics, "seconds")}
+        lease = leases.get(trial.get("trial_id"))
+        if trial.get("status") == "FAILED":
+            state = FAILED
+            code = last_metric(metrics, "exit_code")
+            details["exit_code"] = None if code is None else int(code)
+        elif lease is not None and alive:
+            state = RUNNING
+            details.update(lease, host=oracle["chief"].get("host"))
+        else:
+            state = PENDING
+        found[key] = state, details
+    return found
 
 
-def state(run_dir):
-    """(state, details) of one run directory (module docstring)."""
+def state(run_dir, given=None):
+    """(state, details) of one run directory, `given` what the oracle
+    says of it (module docstring)."""
+    recorded = given or (PENDING, {})
     if os.path.exists(os.path.join(run_dir, "results.json")):
-        return DONE, files.read_json(os.path.join(run_dir, RECORD), {})
-    lock = read_lock(run_dir)
-    if lock is not None and lock_owner_alive(lock):
-        return RUNNING, lock
-    record = files.read_json(os.path.join(run_dir, RECORD), {})
-    if record.get("exit_code"):
-        return FAILED, record
-    return PENDING, {}
+        return DONE, recorded[1]
+    if recorded[0] == DONE:  # its directory was deleted since
+        return PENDING, {}
+    return recorded
 
 
-def write_manifest(root, entries):
-    """Adds (name, seed, run_dir) entries to ROOT/grid.json, keeping the
-    ones already listed (several invocations may share a root)."""
-    path = os.path.join(root, MANIFEST)
-    listed = files.read_json(path, {"runs": []})["runs"]
-    known = {(e["name"], e["seed"]) for e in listed}
-    for name, seed, run_dir in entries:
-        if (name, seed) not in known:
-            known.add((name, seed))
-            listed.append(
-                {
-                    "name": name,
-                    "seed": seed,
-                    "dir": os.path.relpath(run_dir, root),
-                }
-            )
-    files.write_json(path, {"runs": listed})
+def write_manifest(root, entries, oracle):
+    """Writes ROOT/grid.json: the (name, seed, run_dir) entries of the
+    grid and the directory of its oracle (relative to ROOT)."""
+    listed = [
+        {"name": n, "seed": s, "dir": os.path.relpath(d, root)}
+        for n, s, d in entries
+    ]
+    files.write_json(
+        os.path.join(root, MANIFEST), {"runs": listed, "oracle": oracle}
+    )
 
 
 def entries(root):
@@ -121,9 +135,18 @@ def entries(root):
     return found
 
 
-def status(grid_entries):
+def key(root, run_dir):
+    """A run's name in the oracle: its directory under ROOT."""
+    return os.path.relpath(run_dir, root)
+
+
+def status(root, grid_entries):
     """[(name, seed, run_dir, state, details)] in grid order."""
-    return [(n, s, d, *state(d)) for n, s, d in grid_entries]
+    given = oracle_state(root)
+    return [
+        (n, s, d, *state(d, given.get(key(root, d))))
+        for n, s, d in grid_entries
+    ]
 
 
 def summary(statuses, now=None, workers=None):
@@ -136,10 +159,10 @@ def summary(statuses, now=None, workers=None):
     durations, started = [], []
     for *_, st, details in statuses:
         counts[st] += 1
-        if st == DONE and "seconds" in details:
+        if st == DONE and details.get("seconds") is not None:
             durations.append(details["seconds"])
         if st == RUNNING:
-            started.append(details.get("started", now))
+            started.append(details.get("started") or now)
     mean = sum(durations) / len(durations) if durations else None
     eta = None
     if mean is not None:
@@ -174,10 +197,10 @@ def render(root, statuses, now=None):
         lines.append(f"  {name:<{width}}  {marks}")
     for name, seed, run_dir, st, details in statuses:
         if st == RUNNING:
-            since = now - details.get("started", now)
+            since = now - (details.get("started") or now)
             lines.append(
                 f"  running {name} seed {seed}: {_minutes(since)} so far "
-                f"(pid {details.get('child_pid', details.get('pid'))} on "
+                f"(worker {details.get('tuner_id')} of the chief on "
                 f"{details.get('host')})"
             )
         elif st == FAILED:
@@ -203,7 +226,7 @@ def main(argv=None):
     if not os.path.isdir(args.root):
         parser.exit(2, f"progress: error: no grid at {args.root!r}.\n")
     while True:
-        statuses = status(entries(args.root))
+        statuses = status(args.root, entries(args.root))
         if args.watch:
             sys.stdout.write("\033[2J\033[H")
         print(render(args.root, statuses), flush=True)

@@ -45,7 +45,7 @@ def grid_section(rep, runs, root, scale):
     """How much of the grid the report rests on: counts, and the runs
     that did not finish (with the exit code of those that failed)."""
     statuses = progress.status(
-        [(r.name, r.seed, r.output_dir(root)) for r in runs]
+        root, [(r.name, r.seed, r.output_dir(root)) for r in runs]
     )
     c = progress.summary(statuses)["counts"]
     rep.paragraph(

@@ -3,8 +3,11 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+
+from zapkeras.tuning import distributed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A continual config shrunk to seconds: 2 tasks of 4 embedded classes.
@@ -60,13 +63,7 @@ EMBEDDED_OMNIGLOT = [
 def run_module(module, *args, timeout=600, env=None):
     """Runs the module from the repo root (extra `env` variables set);
     returns the CompletedProcess."""
-    env = {
-        **os.environ,
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        "PYTHONUNBUFFERED": "1",
-        "ZAPKERAS_PROGRESS": "lines",  # the lines tests read, on any shell
-        **(env or {}),
-    }
+    env = _env(env)
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=REPO,
@@ -118,13 +115,7 @@ def signal_module_at(module, *args, trigger, signum, env=None):
     """Runs the module and sends it `signum` (SIGINT as Ctrl-C does, or
     SIGTERM) once a stdout line contains `trigger`; returns the
     CompletedProcess (stdout up to the signal and after, stderr)."""
-    env = {
-        **os.environ,
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        "PYTHONUNBUFFERED": "1",
-        "ZAPKERAS_PROGRESS": "lines",  # the lines tests read, on any shell
-        **(env or {}),
-    }
+    env = _env(env)
     proc = subprocess.Popen(
         [sys.executable, "-m", module, *args],
         cwd=REPO,
@@ -143,3 +134,68 @@ def signal_module_at(module, *args, trigger, signum, env=None):
     return subprocess.CompletedProcess(
         proc.args, proc.returncode, "".join(lines) + out, err
     )
+
+
+def _env(extra=None):
+    """The environment of a module run here: no tuner variables unless
+    `extra` sets them."""
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "PYTHONUNBUFFERED": "1",
+        "ZAPKERAS_PROGRESS": "lines",  # the lines tests read, on any shell
+    }
+    for name in distributed.VARIABLES:
+        env.pop(name, None)
+    return {**env, **(extra or {})}
+
+
+class Loopback:
+    """keras-tuner's distributed mode on this machine: `start(name)` runs
+    the module as the chief ('chief') or as worker `name`, its output in
+    LOG_DIR/<name>.log; `wait(name)` returns that output, asserting exit
+    status 0."""
+
+    def __init__(self, module, args, log_dir):
+        self.module, self.args, self.log_dir = module, list(args), log_dir
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.processes = {}
+
+    def log(self, name):
+        return os.path.join(self.log_dir, f"{name}.log")
+
+    def start(self, name):
+        env = _env(
+            {
+                "KERASTUNER_TUNER_ID": name,
+                "KERASTUNER_ORACLE_IP": "127.0.0.1",
+                "KERASTUNER_ORACLE_PORT": str(self.port),
+            }
+        )
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", self.module, *self.args],
+            cwd=REPO,
+            env=env,
+            stdout=open(self.log(name), "w"),
+            stderr=subprocess.STDOUT,
+        )
+        return self.processes[name]
+
+    def wait(self, name, timeout=900):
+        process = self.processes[name]
+        try:
+            code = process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            code = "timeout"
+        with open(self.log(name)) as f:
+            text = f.read()
+        assert code == 0, f"{name}: {code}\n{text[-3000:]}"
+        return text
+
+    def kill_all(self):
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.kill()

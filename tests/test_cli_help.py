@@ -7,6 +7,7 @@ import signal
 
 import pytest
 
+from pipelines import progress
 from tests.cli_utils import quickstart_tiny
 from tests.cli_utils import results_without_wall_time
 from tests.cli_utils import run_module
@@ -208,8 +209,12 @@ def test_stopped_pipeline_stops_its_runs_and_resumes(tmp_path):
     assert lines[0].startswith("frati2024: stopped by SIGTERM; "), lines
     assert lines[0].endswith("run the same command again to resume."), lines
     seed_1 = os.path.join(root, "iid", "seed_1")
-    assert not os.path.exists(os.path.join(seed_1, "queue.lock"))
-    assert not os.path.exists(os.path.join(seed_1, "queue.json"))  # pending
+    entries = [
+        (n, s, os.path.join(root, n, f"seed_{s}"))
+        for n, s in (("iid", 0), ("iid", 1))
+    ]
+    states = [st for *_, st, _ in progress.status(root, entries)]
+    assert states == ["done", "pending"]  # stopped: not failed
     assert os.path.exists(os.path.join(root, "iid", "seed_0", "results.json"))
     proc = run_module("pipelines.frati2024", *args)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -11,6 +11,7 @@ import pytest
 from pipelines import frati2024
 from pipelines import grid
 from pipelines import stats
+from tests.cli_utils import Loopback
 from tests.cli_utils import run_module
 from tests.pipelines import report_checks
 from zapkeras.outputs import files
@@ -44,20 +45,59 @@ def _value(results, path):
     return results
 
 
-@pytest.mark.slow
-def test_frati2024_report_matches_the_runs(tmp_path):
-    root = str(tmp_path / "frati")
+GRID = ["--scale=ci", "--seeds=2", "--conditions=iid,iid_zap", *TINY]
+
+
+@pytest.fixture(scope="module")
+def two_jobs(tmp_path_factory):
+    """The grid run with --jobs=2 (and --analyses); its root."""
+    root = str(tmp_path_factory.mktemp("frati") / "jobs2")
     proc = run_module(
         "pipelines.frati2024",
         f"--output_dir={root}",
-        "--scale=ci",
-        "--seeds=2",
-        "--conditions=iid,iid_zap",
         "--analyses",
         "--jobs=2",
-        *TINY,
+        *GRID,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return root
+
+
+def _summary(root):
+    with open(os.path.join(root, "summary.json")) as f:
+        return json.load(f)
+
+
+@pytest.mark.slow
+def test_one_job_two_jobs_and_a_chief_with_two_workers_agree(
+    two_jobs, tmp_path
+):
+    """The same grid through the oracle on one machine, one or two runs
+    at a time, and across a chief and two workers (loopback, one ROOT):
+    the same summary.json values."""
+    one = str(tmp_path / "jobs1")
+    args = [*GRID, "--analyses"]
+    proc = run_module("pipelines.frati2024", f"--output_dir={one}", *args)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    shared = str(tmp_path / "cluster")
+    cluster = Loopback(
+        "pipelines.frati2024", [f"--output_dir={shared}", *args], str(tmp_path)
+    )
+    try:
+        for name in ("chief", "w0", "w1"):
+            cluster.start(name)
+        workers = [cluster.wait(name) for name in ("w0", "w1")]
+        chief = cluster.wait("chief")
+    finally:
+        cluster.kill_all()
+    assert _summary(one) == _summary(two_jobs) == _summary(shared)
+    assert all("seed" in text for text in workers)  # both ran runs
+    assert "[4/4 done, 0 failed]" in chief
+
+
+@pytest.mark.slow
+def test_frati2024_report_matches_the_runs(two_jobs):
+    root = two_jobs
     values = {}
     for condition in ("iid", "iid_zap"):
         results = []

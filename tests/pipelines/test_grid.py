@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from pipelines import grid
+from pipelines import reuse
 from zapkeras.outputs import console
 
 
@@ -23,7 +24,7 @@ def _fake_runs(monkeypatch):
         return [sys.executable, "-c", code]
 
     monkeypatch.setattr(grid, "command", command)
-    monkeypatch.setattr(grid, "check_reuse", lambda runs, root: None)
+    monkeypatch.setattr(reuse, "check", lambda runs, root: None)
     return [grid.Run("cell", ("x.gin",), seed, ()) for seed in range(3)]
 
 
@@ -40,7 +41,7 @@ def test_queue_progress(mode, tmp_path, monkeypatch, capsys):
     started = [f"] cell seed {seed}\n" in out for seed in range(3)]
     if mode == "lines":
         assert "\r" not in out and all(started)
-        assert "[0/3 done, 0 running, 0 failed, ETA ?] cell seed 0\n" in out
+        assert "[0/3 done, 1 running, 0 failed, ETA ?] cell seed 0\n" in out
     else:
         assert not any(started)  # the bar says it
         assert "\rstudy \x1b[1m2/3" in out and "/run" in out

@@ -13,6 +13,7 @@ from pipelines import report
 from tests.pipelines import report_checks
 from zapkeras.outputs import files
 from zapkeras.outputs import plots
+from zapkeras.tuning import distributed
 
 
 def test_markdown_and_html_hold_the_same_blocks(tmp_path):
@@ -51,11 +52,17 @@ def test_markdown_and_html_hold_the_same_blocks(tmp_path):
 def test_grid_section_lists_the_runs_that_did_not_finish(tmp_path):
     root = str(tmp_path)
     runs = [grid.Run("a", ("x.gin",), s) for s in range(3)]
+    keys = [progress.key(root, r.output_dir(root)) for r in runs]
+    oracle = distributed.leased(grid.RunsOracle)(keys)
+    oracle._set_project_dir(root, "keras_tuner/grid_test")
+    entries = [(r.name, r.seed, r.output_dir(root)) for r in runs]
+    progress.write_manifest(root, entries, "keras_tuner/grid_test")
+    for code in (0, 3):
+        trial = oracle.create_trial("job.0")
+        oracle.update_trial(trial.trial_id, {"seconds": 1.0, "exit_code": code})
+        trial.status = "FAILED" if code else "COMPLETED"
+        oracle.end_trial(trial)
     files.write_json(os.path.join(runs[0].output_dir(root), "results.json"), {})
-    files.write_json(
-        os.path.join(runs[1].output_dir(root), progress.RECORD),
-        {"exit_code": 3, "seconds": 1.0},
-    )
     rep = report.Report(root, "t")
     report.grid_section(rep, runs, root, "ci")
     rep.write()
