@@ -7,6 +7,8 @@ mean by the number of replicas (docs/keras_notes.md §5), which suits
 
 import keras
 
+from zapkeras import compile_options
+
 
 def per_example_cross_entropy(y, logits):
     """Sparse categorical cross-entropy from logits, one value per example.
@@ -14,8 +16,10 @@ def per_example_cross_entropy(y, logits):
     `y` holds integer class labels of shape [B] and `logits` [B, classes];
     the result has shape [B], unreduced and unscaled (not pre-divided by
     the number of replicas, unlike a Keras `Loss` object), so the caller
-    chooses the mean, sum or weighting.
+    chooses the mean, sum or weighting. 16-bit logits (a mixed policy) are
+    cast to float32 first, as a Keras `Loss` computes: the softmax's sums
+    and logs lose digits in 16 bits.
     """
     return keras.losses.sparse_categorical_crossentropy(
-        y, logits, from_logits=True
+        y, compile_options.full_precision(logits), from_logits=True
     )

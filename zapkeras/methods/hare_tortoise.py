@@ -22,6 +22,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from zapkeras import compile_options
 from zapkeras import settings
 from zapkeras.errors import UsageError
 from zapkeras.methods import base
@@ -298,7 +299,10 @@ class SelfDistillation(keras.Model):
         return ops.stop_gradient(logits)
 
     def distillation(self, logits, teacher_logits):
-        """Per-example KL(p_teacher ‖ p_student) at the temperature."""
+        """Per-example KL(p_teacher ‖ p_student) at the temperature; 16-bit
+        logits in float32, as the compiled loss."""
+        logits = compile_options.full_precision(logits)
+        teacher_logits = compile_options.full_precision(teacher_logits)
         student = ops.log_softmax(logits / self.temperature, axis=-1)
         teacher = ops.log_softmax(teacher_logits / self.temperature, axis=-1)
         kl = ops.sum(ops.exp(teacher) * (teacher - student), axis=-1)

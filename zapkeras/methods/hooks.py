@@ -33,6 +33,7 @@ import keras
 import tensorflow as tf
 
 from zapkeras import compat
+from zapkeras import compile_options
 from zapkeras.errors import UsageError
 from zapkeras.methods import resets
 
@@ -123,7 +124,12 @@ class _Observers:
         return any(observer.gradients_needed for observer in self.observers)
 
     def named(self, taps):
-        return {layer.name: tap for layer, tap in zip(self.layers, taps)}
+        """{layer name: output}; 16-bit outputs (a mixed policy) in
+        float32, so that utilities are never accumulated in 16 bits."""
+        return {
+            layer.name: compile_options.full_precision(tap)
+            for layer, tap in zip(self.layers, taps)
+        }
 
     def stateless_forward(self, trainable, non_trainable, x, training=True):
         """target.stateless_call plus the observed outputs."""

@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from zapkeras import compat
+from zapkeras import compile_options
 from zapkeras import settings
 from zapkeras.errors import UsageError
 from zapkeras.methods import base
@@ -139,7 +140,10 @@ class ReDo(base.Method):
             return [score.numpy() for score in self.scores]
         outputs = self.features(self.statistics, training=False)
         return [
-            tf.reduce_mean(tf.abs(h), axis=units_lib.unit_axes(h)).numpy()
+            tf.reduce_mean(
+                tf.abs(compile_options.full_precision(h)),
+                axis=units_lib.unit_axes(h),
+            ).numpy()
             for h in outputs
         ]
 

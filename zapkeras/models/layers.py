@@ -12,6 +12,7 @@ import math
 import keras
 from keras import ops
 
+from zapkeras import compile_options
 from zapkeras import settings
 from zapkeras import validate
 from zapkeras.errors import UsageError
@@ -30,11 +31,16 @@ def standardize(x, axes, epsilon, scale):
     differentiable. The per-channel `scale` multiplies the small
     1 / sqrt(var + epsilon) tensor, not x: one pass less over the
     activations (InstanceNorm's forward + backward ~16 % faster on the
-    first block of the Omniglot convnet, issue 7)."""
+    first block of the Omniglot convnet, issue 7). 16-bit inputs (a mixed
+    policy) are standardised in float32 and returned in their dtype, as
+    Keras' norms do: a 16-bit mean and variance lose small deviations."""
+    dtype = x.dtype
+    x = compile_options.full_precision(x)
+    scale = ops.cast(scale, x.dtype)
     mean = ops.mean(x, axis=axes, keepdims=True)
     centered = x - mean
     variance = ops.mean(ops.square(centered), axis=axes, keepdims=True)
-    return centered * (ops.rsqrt(variance + epsilon) * scale)
+    return ops.cast(centered * (ops.rsqrt(variance + epsilon) * scale), dtype)
 
 
 @keras.saving.register_keras_serializable(package="zapkeras")

@@ -29,6 +29,7 @@ import tensorflow as tf
 from keras import ops
 
 from zapkeras import compat
+from zapkeras import compile_options
 from zapkeras.models.layers import ReparamLayerNorm
 
 
@@ -125,6 +126,9 @@ class Probe:
         with tf.GradientTape() as tape:
             *acts, features, logits = self._net(x, training=False)
             loss = ops.sum(self.loss_fn(y, logits))
+        # float32 statistics (and numpy-readable arrays) under a mixed policy
+        acts = [compile_options.full_precision(a) for a in acts]
+        features = compile_options.full_precision(features)
         grads = tape.gradient(loss, variables)
         grads = [
             tf.zeros_like(v) if g is None else g

@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from zapkeras import compile_options
 from zapkeras import settings
 from zapkeras.errors import UsageError
 
@@ -57,6 +58,9 @@ class SeenClasses:
         return cls._instances[key]
 
     def mask(self, logits):
+        """`logits` (16-bit ones in float32, as the loss computes; float16
+        has no −1e9), those of classes not seen yet set to −1e9."""
+        logits = compile_options.full_precision(logits)
         keep = ops.arange(ops.shape(logits)[-1]) < ops.cast(self.count, "int32")
         return ops.where(keep, logits, ops.cast(_NEG, logits.dtype))
 
@@ -69,10 +73,11 @@ class SeenClasses:
     def accuracy(self, y, logits):
         return keras.metrics.sparse_categorical_accuracy(y, self.mask(logits))
 
-    def compile(self, model, optimizer=None):
+    def compile(self, model, optimizer=None, jit_compile=False):
         """Compiles `model` with the masked loss, accuracy and CE metrics."""
         model.compile(
             optimizer=optimizer,
+            jit_compile=jit_compile,
             loss=MaskedCrossEntropy(self.key),
             metrics=[
                 MaskedMetric(self.key, "accuracy"),
