@@ -32,6 +32,7 @@ import tensorflow as tf
 from keras import ops
 
 from zapkeras import compat
+from zapkeras import compile_options
 from zapkeras import losses
 from zapkeras import settings
 from zapkeras.errors import UsageError
@@ -195,20 +196,37 @@ class ASB(
     def metrics(self):
         return self._trackers + self._eval_trackers
 
-    def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
-        """Compiles with the outer optimizer; XLA off unless asked.
-
-        XLA made ASB 1.1× and Meta-ASB ~30× slower here (docs/keras_notes.md
-        §10), hence `jit_compile=False` by default.
+    def compile(
+        self,
+        optimizer="adam",
+        loss=None,
+        metrics=None,
+        jit_compile="auto",
+        **kwargs,
+    ):
+        """Compiles with the outer optimizer. `jit_compile` 'auto' is
+        `zapkeras.compile_options.jit_compile`'s: XLA off on CPUs, where it
+        made ASB 1.1× and Meta-ASB ~30× slower (docs/keras_notes.md §10).
+        A float16 classifier is refused: the inner loop is not loss-scaled.
         """
+        name = type(self).__name__
         if loss is not None or metrics is not None:
             raise UsageError(
-                f"{type(self).__name__}.compile(loss=..., metrics=...): the "
+                f"{name}.compile(loss=..., metrics=...): the "
                 "episode losses are fixed (cross-entropy from logits) and "
                 "the metrics built in; pass only the outer optimizer."
             )
-        kwargs.setdefault("jit_compile", False)
-        super().compile(optimizer=optimizer, **kwargs)
+        layers = compat.flatten_layers(self.model)
+        if any(layer.compute_dtype == "float16" for layer in layers):
+            raise UsageError(
+                f"{name}: model {self.model.name!r} has layers computing in "
+                "float16 (dtype policy 'mixed_float16'); "
+                + compile_options.UNSCALED_HINT
+            )
+        jit = compile_options.jit_compile(
+            jit_compile, self.distribute_strategy, f"{name}.jit_compile"
+        )
+        super().compile(optimizer=optimizer, jit_compile=jit, **kwargs)
 
     def call(self, inputs, training=False):
         return self.model(inputs, training=training)
@@ -300,9 +318,8 @@ class ASB(
                     )
                 tape.watch(theta)
             logits, taps, _ = hooks.stateless_forward(self, theta, state_k, x)
-            share = ops.sum(
-                losses.per_example_cross_entropy(y, logits)
-            ) / ops.cast(total, logits.dtype)
+            per_example = losses.per_example_cross_entropy(y, logits)
+            share = ops.sum(per_example) / ops.cast(total, per_example.dtype)
             scaled = self.optimizer.scale_loss(share)
         grads = tape.gradient(scaled, theta0 if self._meta else theta)
         if self._meta:

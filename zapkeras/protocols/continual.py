@@ -37,6 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 import gin
+from zapkeras import compile_options
 from zapkeras import settings
 from zapkeras.errors import UsageError
 from zapkeras.methods import base
@@ -57,11 +58,16 @@ class _Run:
         self.methods = base.methods_in(self.callbacks)
         for method in self.methods:
             method.use_run_seed(context.seed)
+        self.jit = compile_options.jit_compile(
+            protocol.jit_compile, context.strategy
+        )
         with context.strategy.scope():
             self.seen = task_training.SeenClasses(problem.num_classes)
             self.schedule, self.optimizer = self.make_optimizer()
-            self.seen.compile(model, self.optimizer)
-            self.optimizer.build(model.trainable_variables)
+            self.seen.compile(model, self.optimizer, self.jit)
+            # Under mixed_float16 Keras wraps the optimizer in a
+            # LossScaleOptimizer: build and checkpoint the wrapper.
+            model.optimizer.build(model.trainable_variables)
             self.initial = [
                 tf.Variable(v.value, trainable=False)
                 for v in model.trainable_variables
@@ -76,7 +82,7 @@ class _Run:
             method.set_model(model)  # creates the state it checkpoints
         self.checkpoint = tf.train.Checkpoint(
             model=model,
-            optimizer=self.optimizer,
+            optimizer=model.optimizer,
             progress=self.progress,
             initial=self.initial,
             seen=self.seen.count,
@@ -127,7 +133,7 @@ class _Run:
             for name, model in method.eval_models().items():
                 if id(model) not in self._compiled:
                     with self.context.strategy.scope():
-                        self.seen.compile(model)
+                        self.seen.compile(model, jit_compile=self.jit)
                     self._compiled.add(id(model))
                 models[name] = model
         return models
@@ -240,7 +246,7 @@ class _Run:
         with self.context.strategy.scope():
             fresh = build_model()
             schedule, optimizer = self.make_optimizer()
-            self.seen.compile(fresh, optimizer)
+            self.seen.compile(fresh, optimizer, self.jit)
         for variable, initial in zip(fresh.trainable_variables, self.initial):
             variable.assign(initial)
         epochs = self.problem.phases[task].epochs
@@ -312,6 +318,8 @@ class ContinualLearning(protocol_base.Protocol):
       eval_batch_size: batch size of tests.
       checkpoint_every_epochs: checkpoint cadence within a task (every
         task's end is checkpointed too).
+      jit_compile, precision: XLA and the dtype policy of the run, the
+        fresh baseline's and eval models' too (`zapkeras.compile_options`).
     """
 
     def __init__(
@@ -334,6 +342,8 @@ class ContinualLearning(protocol_base.Protocol):
         online_window: settings.PositiveInt = 10,
         eval_batch_size: settings.PositiveInt = 1000,
         checkpoint_every_epochs: settings.PositiveInt = 1,
+        jit_compile: compile_options.JitCompile = "auto",
+        precision: compile_options.Precision = "float32",
     ):
         self.problem_fn = problem
         self.batch_size, self.learning_rate = batch_size, learning_rate
@@ -347,6 +357,7 @@ class ContinualLearning(protocol_base.Protocol):
         self.online_window = online_window
         self.eval_batch_size = eval_batch_size
         self.checkpoint_every_epochs = checkpoint_every_epochs
+        self.jit_compile, self.precision = jit_compile, precision
 
     def result_keys(self):
         """continual_summary's numbers: `<model>_test_accuracy` for the
@@ -390,6 +401,10 @@ class ContinualLearning(protocol_base.Protocol):
 
     def __call__(self, model, data, context):
         problem = self.check(data, context.seed)
+        with compile_options.precision(self.precision, model):
+            return self._learn(model, problem, context)
+
+    def _learn(self, model, problem, context):
         run = _Run(model, problem, context, self)
         state = run.state
         if self.accuracy_matrix and problem.evaluates_future:

@@ -11,6 +11,7 @@ import time
 import keras
 
 import gin
+from zapkeras import compile_options
 from zapkeras import data as data_lib
 from zapkeras import settings
 from zapkeras.errors import UsageError
@@ -81,6 +82,8 @@ class IidPretraining(protocol_base.Protocol):
       callbacks: further methods (e.g. [@SelectiveWeightReinit()]) or
         Keras callbacks, run in the same fit (`zapkeras.methods.base`).
       log_every_n_steps: TensorBoard cadence for batch metrics.
+      jit_compile, precision: XLA and the dtype policy of the run
+        (`zapkeras.compile_options`).
     """
 
     def __init__(
@@ -93,8 +96,11 @@ class IidPretraining(protocol_base.Protocol):
         zapping=None,
         callbacks=(),
         log_every_n_steps: settings.PositiveInt = 10,
+        jit_compile: compile_options.JitCompile = "auto",
+        precision: compile_options.Precision = "float32",
     ):
         self.epochs, self.batch_size = epochs, batch_size
+        self.jit_compile, self.precision = jit_compile, precision
         self.learning_rate = learning_rate
         self.log_every_n_steps = log_every_n_steps
         self.optimizer = optimizer
@@ -117,6 +123,10 @@ class IidPretraining(protocol_base.Protocol):
     def __call__(self, model, data, context):
         """Pretrains `model` (built under the strategy's scope) on
         data.train, validating on data.val; returns the results dict."""
+        with compile_options.precision(self.precision, model):
+            return self._pretrain(model, data, context)
+
+    def _pretrain(self, model, data, context):
         train, val, batch_size = data.train, data.val, self.batch_size
         epochs, zapping = self.epochs, self.zapping
         with context.strategy.scope():
@@ -126,6 +136,9 @@ class IidPretraining(protocol_base.Protocol):
                     from_logits=True
                 ),
                 metrics=[keras.metrics.SparseCategoricalAccuracy("accuracy")],
+                jit_compile=compile_options.jit_compile(
+                    self.jit_compile, context.strategy
+                ),
             )
             model.optimizer.build(model.trainable_variables)
         callbacks = ([zapping] if zapping is not None else []) + list(
@@ -238,6 +251,11 @@ class AsbPretraining(protocol_base.Protocol):
       callbacks: methods (e.g. [@SelectiveWeightReinit(), @Zapping()]) or
         Keras callbacks for the episodes' fit; methods act on the wrapped
         classifier with the outer step's data (`zapkeras.methods.hooks`).
+      jit_compile, precision: XLA and the dtype policy of the run
+        (`zapkeras.compile_options`); 'mixed_float16' is refused, as the
+        inner loop is not loss-scaled. With XLA on, the zaps inside the
+        episode step draw from XLA's random algorithm: the same seed gives
+        another (equally seeded) zap stream.
     """
 
     def __init__(
@@ -257,6 +275,8 @@ class AsbPretraining(protocol_base.Protocol):
         zap_reset_bias: settings.Bool = True,
         zap_reset_optimizer: settings.Bool = False,
         callbacks=(),
+        jit_compile: compile_options.JitCompile = "auto",
+        precision: compile_options.UnscaledPrecision = "float32",
     ):
         self.episodes, self.episodes_per_epoch = episodes, episodes_per_epoch
         self.learning_rate = learning_rate
@@ -268,6 +288,7 @@ class AsbPretraining(protocol_base.Protocol):
         self.zap_reset_bias = zap_reset_bias
         self.zap_reset_optimizer = zap_reset_optimizer
         self.callbacks = tuple(callbacks)
+        self.jit_compile, self.precision = jit_compile, precision
 
     def check(self, data):
         images = len(data.train.labels)
@@ -293,13 +314,18 @@ class AsbPretraining(protocol_base.Protocol):
     def __call__(self, model, data, context):
         """Pretrains `model` on episodes of data.train; returns the
         results dict (validation accuracy on data.val)."""
+        self.check(data)
+        with compile_options.precision(self.precision, model):
+            return self._pretrain(model, data, context)
+
+    def _pretrain(self, model, data, context):
         from zapkeras.methods import asb  # the heavy graph code, if used
 
-        self.check(data)
         train, val = data.train, data.val
         meta, zap, first_order = self.meta, self.zap, self.first_order
         episodes_per_epoch = self.episodes_per_epoch
         epochs = -(-self.episodes // episodes_per_epoch)
+        jit = compile_options.jit_compile(self.jit_compile, context.strategy)
         with context.strategy.scope():
             wrapper_cls = asb.MetaASB if meta else asb.ASB
             extra = {"first_order": first_order} if meta else {}
@@ -314,7 +340,8 @@ class AsbPretraining(protocol_base.Protocol):
                 **extra,
             )
             learner.compile(
-                optimizer=self.optimizer(learning_rate=self.learning_rate)
+                optimizer=self.optimizer(learning_rate=self.learning_rate),
+                jit_compile=jit,
             )
             learner.optimizer.build(learner.trainable_variables)
             model.compile(
@@ -322,6 +349,7 @@ class AsbPretraining(protocol_base.Protocol):
                     from_logits=True
                 ),
                 metrics=[keras.metrics.SparseCategoricalAccuracy("accuracy")],
+                jit_compile=jit,
             )
         callbacks = list(self.callbacks)
         methods = _prepare_methods(callbacks, learner, context)
