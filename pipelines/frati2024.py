@@ -85,19 +85,26 @@ KEYS = {
     "i.i.d. transfer test acc": "transfer.iid.test_accuracy",
 }
 
-flags.DEFINE_list("conditions", list(CONDITIONS), "Conditions to run.")
-flags.DEFINE_bool(
-    "analyses", False, "Record task losses and zap-divergence (see above)."
-)
-flags.adopt_module_key_flags(cli)  # --help lists them
 FLAGS = flags.FLAGS
 
 
-def runs(conditions, seeds, scale, extra=()):
+def define_flags():
+    """This command's flags (at run time, so that importing the module for
+    its grid, as pipelines.reproduce does, defines none)."""
+    flags.DEFINE_list("conditions", list(CONDITIONS), "Conditions to run.")
+    flags.DEFINE_bool(
+        "analyses", False, "Record task losses and zap-divergence (see above)."
+    )
+    flags.adopt_module_key_flags(cli)  # --help lists them
+
+
+def runs(conditions, seeds, scale, extra=(), dataset="omniglot"):
+    """The grid's runs: gin/<dataset>/<condition>.gin (omniglot, or
+    omni_image for frati2025 Fig. 1) at the scale, `extra` bindings last."""
     return [
         grid.Run(
             name=condition,
-            gin_files=(f"gin/omniglot/{condition}.gin",),
+            gin_files=(f"gin/{dataset}/{condition}.gin",),
             seed=seed,
             params=SCALES[scale] + tuple(extra),
         )
@@ -291,4 +298,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     cli.run(main, "frati2024")

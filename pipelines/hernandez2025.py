@@ -192,17 +192,23 @@ KEYS = {
 }
 TESTED = ("final online acc", "final test acc")
 
-flags.DEFINE_list("problems", list(METHODS), "Continual problems.")
-flags.DEFINE_list("methods", None, "Methods (default: the scale's).")
-flags.DEFINE_list("widths", None, "small and/or large (default: scale's).")
-flags.DEFINE_list(
-    "layer_norms",
-    None,
-    "none/pre/post/reparam (permuted), standard/reparam (class-incremental);"
-    " each problem takes those it has (default: the scale's).",
-)
-flags.adopt_module_key_flags(cli)  # --help lists them
 FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """This command's flags (at run time, so that importing the module for
+    its grid, as pipelines.reproduce does, defines none)."""
+    flags.DEFINE_list("problems", list(METHODS), "Continual problems.")
+    flags.DEFINE_list("methods", None, "Methods (default: the scale's).")
+    flags.DEFINE_list("widths", None, "small and/or large (default: scale's).")
+    flags.DEFINE_list(
+        "layer_norms",
+        None,
+        "none/pre/post/reparam (permuted), standard/reparam "
+        "(class-incremental); each problem takes those it has (default: the "
+        "scale's).",
+    )
+    flags.adopt_module_key_flags(cli)  # --help lists them
 
 
 def _mean(values):
@@ -395,4 +401,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     cli.run(main, "hernandez2025")

@@ -119,18 +119,25 @@ GRID_DEFAULTS = {
     "smooth_shifts": (),
 }
 
-flags.DEFINE_enum("study", "lee2024", list(STUDIES), "Which paper's grid.")
-flags.DEFINE_list("methods", None, "lee2024 methods (default: the first four).")
-for _name, _help in (
-    ("ratios", "lee2024: first-phase data ratios (first_ratio)."),
-    ("noises", "lee2024: first-phase label noise (max_noise)."),
-    ("stages", "berariu2021: numbers of stages (TASKS)."),
-    ("uniform_ratios", "berariu2021: shares of uniform data per stage."),
-    ("smooth_shifts", "berariu2021: smooth-shift γ values."),
-):
-    flags.DEFINE_list(_name, None, _help + " Default: the scale's.")
-flags.adopt_module_key_flags(cli)  # --help lists them
 FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """This command's flags (at run time, so that importing the module for
+    its grid, as pipelines.reproduce does, defines none)."""
+    flags.DEFINE_enum("study", "lee2024", list(STUDIES), "Which paper's grid.")
+    flags.DEFINE_list(
+        "methods", None, "lee2024 methods (default: the first four)."
+    )
+    for name, text in (
+        ("ratios", "lee2024: first-phase data ratios (first_ratio)."),
+        ("noises", "lee2024: first-phase label noise (max_noise)."),
+        ("stages", "berariu2021: numbers of stages (TASKS)."),
+        ("uniform_ratios", "berariu2021: shares of uniform data per stage."),
+        ("smooth_shifts", "berariu2021: smooth-shift γ values."),
+    ):
+        flags.DEFINE_list(name, None, text + " Default: the scale's.")
+    flags.adopt_module_key_flags(cli)  # --help lists them
 
 
 def points(study, values):
@@ -404,4 +411,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     cli.run(main, "warm_start")
