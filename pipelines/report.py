@@ -116,8 +116,8 @@ class Report:
             )
         return self._writer
 
-    def write(self):
-        """Writes report.md and report.html (removing figures an earlier
+    def write(self, name="report"):
+        """Writes <name>.md and <name>.html (removing figures an earlier
         report of this grid had and this one has not); returns the
         Markdown."""
         folder = os.path.join(self.root, "figures")
@@ -138,12 +138,11 @@ class Report:
                 "</body></html>",
             ]
         )
-        files.write_atomic(
-            os.path.join(self.root, "report.md"), markdown + "\n"
-        )
-        files.write_atomic(os.path.join(self.root, "report.html"), page + "\n")
+        path = os.path.join(self.root, name)
+        files.write_atomic(f"{path}.md", markdown + "\n")
+        files.write_atomic(f"{path}.html", page + "\n")
         writer = self._tensorboard()
-        writer.text("report/markdown", markdown)
+        writer.text(f"{name}/markdown", markdown)
         writer.close()
         self._writer = None
         return markdown

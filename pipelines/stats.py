@@ -1,6 +1,7 @@
 """What a study's tables are made of: values per grid cell read from the
-runs' results.json, mean ± std over seeds with the number of runs, two-sided
-Mann-Whitney U tests (scipy), and per-run curves stacked for the mean ± std
+runs' results.json, mean ± std over seeds with the number of runs,
+Mann-Whitney U tests (scipy; two-sided in the tables, one-sided in
+pipelines/verdict.py), and per-run curves stacked for the mean ± std
 figures."""
 
 import math
@@ -70,10 +71,22 @@ P_NOTE = (
 )
 
 
-def min_p(n1, n2):
-    """Smallest two-sided exact Mann-Whitney U p-value of samples of
-    n1 and n2 runs (complete separation)."""
-    return min(1.0, 2 / math.comb(n1 + n2, n1))
+def min_p(n1, n2, sides=2):
+    """Smallest exact Mann-Whitney U p-value (two-sided, or one-sided with
+    sides=1) of samples of n1 and n2 runs: complete separation."""
+    if not n1 or not n2:
+        return 1.0
+    return min(1.0, sides / math.comb(n1 + n2, n1))
+
+
+def mann_whitney_p(a, b, alternative="two-sided"):
+    """scipy's Mann-Whitney U p-value of a vs b (present values);
+    alternative 'greater' tests a > b."""
+    return float(
+        stats.mannwhitneyu(
+            present(a), present(b), alternative=alternative
+        ).pvalue
+    )
 
 
 def mann_whitney(a, b):
@@ -86,8 +99,7 @@ def mann_whitney(a, b):
     smallest = min_p(len(a), len(b))
     if smallest > ALPHA:
         return f"– (n too small: min p = {smallest:.2g})"
-    p = stats.mannwhitneyu(a, b, alternative="two-sided").pvalue
-    return f"{p:.3g}"
+    return f"{mann_whitney_p(a, b):.3g}"
 
 
 def stack(curves):

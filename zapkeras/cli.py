@@ -170,9 +170,3 @@ def default_output_dir(gin_files):
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     name = experiment_name(gin_files).replace("/", "_")
     return os.path.join("runs", f"{name}-{stamp}")
-
-
-def default_data_dir():
-    return os.environ.get("ZAPKERAS_DATA_DIR") or os.path.expanduser(
-        "~/tensorflow_datasets"
-    )

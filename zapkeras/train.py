@@ -11,6 +11,7 @@ from zapkeras import distribute
 from zapkeras import multi_worker
 from zapkeras import quiet
 from zapkeras import runner
+from zapkeras.data import files
 from zapkeras.outputs import checkpoints
 from zapkeras.outputs import console
 
@@ -48,7 +49,7 @@ def run(argv=None):
     with command.on_stop(lambda: stopped_at(output_dir)):
         return runner.create_runner(
             output_dir=output_dir,
-            data_dir=FLAGS.data_dir or cli.default_data_dir(),
+            data_dir=FLAGS.data_dir or files.default_data_dir(),
             seed=FLAGS.seed,
             strategy=strategy,
             experiment=cli.experiment_name(FLAGS.gin_file),

@@ -22,6 +22,14 @@ from zapkeras.errors import UsageError
 _IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 
+def default_data_dir():
+    """--data_dir when none is given: $ZAPKERAS_DATA_DIR, else
+    ~/tensorflow_datasets."""
+    return os.environ.get("ZAPKERAS_DATA_DIR") or os.path.expanduser(
+        "~/tensorflow_datasets"
+    )
+
+
 def data_root(name, data_dir):
     """`data_dir` with ~ expanded; a UsageError when none was given."""
     if not data_dir:
