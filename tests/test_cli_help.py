@@ -53,6 +53,7 @@ PIPELINES = {
         "uniform_ratios",
         "smooth_shifts",
     ),
+    "reproduce": ("claims",),
 }
 
 
