@@ -151,7 +151,7 @@ def status(root, grid_entries):
 
 def summary(statuses, now=None, workers=None):
     """Counts per state, mean seconds of a finished run, and the ETA in
-    seconds (None until a run finished under a queue): the mean for each
+    seconds (None until a run of this grid finished): the mean for each
     pending run plus what the mean leaves of each running one, shared by
     `workers` (default: the runs in flight)."""
     now = time.time() if now is None else now

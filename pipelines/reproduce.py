@@ -14,7 +14,7 @@ states the rule). A claim whose dataset is not under --data_dir is
 are not started; the other claims still run.
 
 The grid is one grid (OUTPUT_DIR/<study>/<cell>/seed_<n>/), resumable and
-shared by several queues like every pipeline's (pipelines/cli.py: --jobs,
+run across machines like every pipeline's (pipelines/cli.py: --jobs,
 --status, --report_only, --gin_param). --scale picks every study's
 scale; --seeds defaults to 5, the fewest per arm at which a one-sided
 test can reach p < 0.05 with room (5 vs 5: min p 0.004; 3 vs 3 cannot).
