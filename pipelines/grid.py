@@ -175,7 +175,7 @@ class _Children:
                     child.send_signal(signum)
 
 
-class RunsTuner(base_tuner.BaseTuner):
+class RunsTuner(distributed.WorkerSearch, base_tuner.BaseTuner):
     """Runs the trials of a RunsOracle as `zapkeras.train` processes, the
     run's output in its directory's pipeline.log; `report` is a pair of
     callables, (run) as a run starts and (run, exit code) as it ends (code
@@ -379,4 +379,4 @@ def _work(grid, oracle, jobs, report, lease_seconds):
 
 def _search(tuner):
     with contextlib.suppress(FatalError):  # stopped: the runs stay pending
-        distributed.worker_loop(tuner)
+        tuner.work()

@@ -260,18 +260,21 @@ def die_with_parent():
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def worker_loop(tuner, poll=POLL_SECONDS):
-    """`BaseTuner.search`'s loop, waiting `poll` seconds when told IDLE
-    (keras-tuner's own loop asks again at once)."""
-    tuner.on_search_begin()
-    while True:
-        trial = tuner.oracle.create_trial(tuner.tuner_id)
-        if trial.status == STOPPED:
-            break
-        if trial.status == IDLE:
-            time.sleep(poll)
-            continue
-        tuner.on_trial_begin(trial)
-        tuner._try_run_and_update_trial(trial)
-        tuner.on_trial_end(trial)
-    tuner.on_search_end()
+class WorkerSearch:
+    """Mixin before keras-tuner's BaseTuner: `work` is `BaseTuner.search`'s
+    loop, waiting `poll` seconds when told IDLE (keras-tuner's own loop
+    asks again at once)."""
+
+    def work(self, poll=POLL_SECONDS):
+        self.on_search_begin()
+        while True:
+            trial = self.oracle.create_trial(self.tuner_id)
+            if trial.status == STOPPED:
+                break
+            if trial.status == IDLE:
+                time.sleep(poll)
+                continue
+            self.on_trial_begin(trial)
+            self._try_run_and_update_trial(trial)
+            self.on_trial_end(trial)
+        self.on_search_end()

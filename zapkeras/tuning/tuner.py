@@ -106,7 +106,7 @@ def _run_logged(command, log_path):
         return process.wait()
 
 
-class TrainTuner(base_tuner.BaseTuner):
+class TrainTuner(distributed.WorkerSearch, base_tuner.BaseTuner):
     """Runs each trial as a `zapkeras.train` process (see module doc).
 
     Args:
@@ -187,7 +187,7 @@ class TrainTuner(base_tuner.BaseTuner):
             distributed.serve(self.oracle, self._report_ended)
             self._report_ended()
         else:
-            distributed.worker_loop(self)
+            self.work()
 
     def run_trial(self, trial, *args, **kwargs):
         trial_id = trial.trial_id
