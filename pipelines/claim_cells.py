@@ -18,6 +18,7 @@ from pipelines import frati2024
 from pipelines import hernandez2025
 from pipelines import stats
 from pipelines import warm_start
+from pipelines import warm_start_report
 
 # --- metrics: (what it is, fn(results, run_dir) -> float or None) -------
 
@@ -106,7 +107,7 @@ METRICS = {
     "prediction": (
         "test accuracy of the network the method predicts with (the "
         "tortoise for Hare & Tortoise)",
-        lambda results, run_dir: warm_start.prediction_accuracy(results),
+        lambda results, run_dir: warm_start_report.prediction_accuracy(results),
     ),
     "fresh": (
         "test accuracy of a fresh network trained on the final data",

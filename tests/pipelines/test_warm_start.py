@@ -5,12 +5,11 @@ stages), each report checked against the runs' results.json."""
 
 import json
 import os
-import types
 
 import pytest
 
 from pipelines import stats
-from pipelines import warm_start
+from pipelines import warm_start_report
 from tests.cli_utils import run_module
 from tests.pipelines import report_checks
 
@@ -127,8 +126,8 @@ def test_table_shows_n_single_runs_and_p_where_reachable(tmp_path, monkeypatch):
             },
         }
     }
-    rows = {row[1]: row for row in warm_start.table_rows(values)}
-    assert warm_start.HEADER[2] == "test acc"
+    rows = {row[1]: row for row in warm_start_report.table_rows(values)}
+    assert warm_start_report.HEADER[2] == "test acc"
     assert rows["base"][2:] == [
         "0.530 ± 0.022 (n=4)",
         "0.630 ± 0.022 (n=4)",
@@ -144,11 +143,8 @@ def test_table_shows_n_single_runs_and_p_where_reachable(tmp_path, monkeypatch):
         "– (n too small: min p = 1)",
     ]
     root = str(tmp_path)
-    monkeypatch.setattr(
-        warm_start, "FLAGS", types.SimpleNamespace(study="lee2024", scale="ci")
-    )
-    monkeypatch.setattr(warm_start, "collect", lambda runs, root: values)
-    monkeypatch.setattr(warm_start, "_figures", lambda *args: None)
-    warm_start.write_report([], root)
+    monkeypatch.setattr(warm_start_report, "collect", lambda runs, root: values)
+    monkeypatch.setattr(warm_start_report, "_figures", lambda *args: None)
+    warm_start_report.write_report([], root, "lee2024", "ci")
     with open(os.path.join(root, "report.md")) as f:
         assert f.read().count(stats.P_NOTE) == 1
