@@ -71,7 +71,7 @@ def _in(*folders):
 
 @pytest.mark.parametrize(
     "path",
-    _in("omniglot", "mini_imagenet", "omni_image"),
+    _in("omniglot", "mini_imagenet", "omni_image", "omni_image_vgg16"),
     ids=lambda p: os.path.relpath(p, GIN_ROOT),
 )
 def test_frati_configs_expose_spec_macros(path):
@@ -89,6 +89,25 @@ def test_continual_configs_expose_spec_macros(path):
     cli.parse_gin([path], [])
     for macro in CONTINUAL_MACROS:
         gin.query_parameter(f"%{macro}")
+
+
+def _bindings(path):
+    gin.clear_config()
+    cli.parse_gin([path], [])
+    return set(gin.config_str().splitlines())
+
+
+@pytest.mark.parametrize("path", _in("omni_image_vgg16"), ids=os.path.basename)
+def test_vgg16_configs_are_the_omni_image_ones_with_vgg16(path):
+    """frati2024 Fig. 6: only the model differs from the convnet config."""
+    convnet = os.path.join(GIN_ROOT, "omni_image", os.path.basename(path))
+    ours, theirs = _bindings(path), _bindings(convnet)
+    assert theirs - ours == {"TransferRunner.model_fn = @frati_convnet"}
+    assert ours - theirs == {
+        "# Parameters for vgg16:",
+        "TransferRunner.model_fn = @vgg16",
+        "vgg16.style = 'frati'",
+    }
 
 
 def test_dataset_parts_override_the_method_defaults():

@@ -39,6 +39,7 @@ from zapkeras.errors import UsageError
 from zapkeras.methods import asb_saving
 from zapkeras.methods import hooks
 from zapkeras.methods.zapping import zap as zap_units
+from zapkeras.models import layers
 
 EPISODE_KEYS = ("inner_x", "inner_y", "remember_x", "remember_y")
 _NUM_REPLICAS = settings.PositiveInt(
@@ -435,6 +436,21 @@ class MetaASB(ASB):
     ):
         super().__init__(model, inner_learning_rate, zap, **kwargs)
         self.first_order = first_order
+        inexact = [
+            layer.name
+            for layer in compat.flatten_layers(model)
+            if layers.first_order_only(layer)
+        ]
+        if inexact and not first_order:
+            raise UsageError(
+                f"MetaASB: model {model.name!r} has Keras normalisation "
+                f"layers {inexact} whose gradients are right to first order "
+                "only, so the second-order meta-gradient through them would "
+                "be wrong; use zapkeras.models.InstanceNorm or "
+                "zapkeras.models.layers.batch_norm (exact), or pass "
+                "first_order=True (FOMAML; asb_pretraining.first_order = "
+                "True in gin)."
+            )
 
     def get_config(self):
         return {**super().get_config(), "first_order": self.first_order}

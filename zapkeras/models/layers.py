@@ -197,3 +197,16 @@ def batch_norm(name):
     return keras.layers.BatchNormalization(
         momentum=0.9, epsilon=1e-5, synchronized=True, name=name
     )
+
+
+def first_order_only(layer):
+    """Whether `layer` is a Keras normalisation whose gradient is right to
+    first order only: its statistics come from `tf.nn.moments`, which stops
+    the mean's gradient inside the variance (docs/keras_notes.md §7).
+    `batch_norm`'s synchronised BatchNormalization (E[x²] − E[x]², no stop)
+    and LayerNormalization with `rms_scaling` are exact."""
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return not layer.synchronized
+    if isinstance(layer, keras.layers.LayerNormalization):
+        return not layer.rms_scaling
+    return isinstance(layer, keras.layers.GroupNormalization)
