@@ -9,7 +9,8 @@ Runs go to OUTPUT_DIR/<grid point>/<method>/seed_<n>/ (OUTPUT_DIR defaults
 to runs/<study>; pipelines/cli.py has the shared flags).
 
 - lee2024 (§3-4): gin/warm_start/<method>.gin (base, head_reset,
-  shrink_perturb, hare_tortoise; l2 and redo exist too) at each
+  shrink_perturb, hare_tortoise; l2, redo and
+  spectral_decoupling run with --methods) at each
   `warm_start_tasks.first_ratio` (--ratios: the share of the data the
   network is warm-started on) × `.max_noise` (--noises: the label noise
   of that first phase). Base is always run: its fresh network, trained
@@ -51,7 +52,7 @@ METHODS = {
     "lee2024": ("base", "head_reset", "shrink_perturb", "hare_tortoise"),
     "berariu2021": ("base",),
 }
-OTHER_METHODS = ("l2", "redo")  # lee2024 configs run on request
+OTHER_METHODS = ("l2", "redo", "spectral_decoupling")  # run on request
 _TINY = (
     "DATASET = 'embedded'",
     "glyph_class_sets.background_classes = 10",

@@ -1,7 +1,8 @@
 """Regularizers (lee2024 App. A.4): Keras' weight decay is decoupled,
 RegenerativeL2 decays toward θ_0 after each step (every weight, or the two
 tensors the H&T repo's term reaches), SpectralDecoupling's value and
-gradient match the hand formula and its replica scaling is right."""
+gradient match the hand formula, its replica scaling is right, and the
+continual protocol adds its penalty to the masked cross-entropy."""
 
 import keras
 import numpy as np
@@ -13,6 +14,8 @@ from zapkeras import models
 from zapkeras.errors import UsageError
 from zapkeras.methods.regularizers import RegenerativeL2
 from zapkeras.methods.regularizers import SpectralDecoupling
+from zapkeras.protocols import continual
+from zapkeras.protocols import task_training
 
 
 def _data(n=32, features=6, classes=4, seed=0):
@@ -157,6 +160,28 @@ def test_spectral_decoupling_serializes_and_validates():
         SpectralDecoupling(-1.0)
     with pytest.raises(UsageError, match="SpectralDecoupling.form"):
         SpectralDecoupling(0.1, form="pytorch")
+
+
+def test_logit_penalty_adds_to_the_masked_cross_entropy():
+    """continual_learning.logit_penalty: CE over the seen classes plus the
+    penalty of all the logits; the compiled loss survives get_config."""
+    seen = task_training.SeenClasses(4)
+    seen.count.assign(2)
+    x, y = _data(classes=2)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4)])
+    lam = 0.3
+    seen.compile(model, "sgd", penalty=SpectralDecoupling(lam, "reference"))
+    loss = model.evaluate(x, y, verbose=0, return_dict=True)["loss"]
+    z = model.predict(x, verbose=0).astype(np.float64)
+    p = _softmax(z[:, :2])
+    ce = -np.log(p[np.arange(len(y)), y])
+    expected = (ce + lam * (z**2).mean(-1)).mean()
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    config = model.loss.get_config()
+    again = task_training.MaskedCrossEntropy.from_config(config)
+    np.testing.assert_allclose(again(y, z), expected, rtol=1e-5)
+    with pytest.raises(UsageError, match="logit_penalty"):
+        continual.ContinualLearning(problem=None, logit_penalty="sd")
 
 
 def test_one_vs_two_replicas_spectral_loss_and_regenerative_l2():

@@ -127,14 +127,17 @@ class SpectralDecoupling(keras.losses.Loss):
         self.lam = lam
         self.form = form
 
+    def penalty(self, logits):
+        """The per-example logit penalty alone (what the continual
+        protocol adds to its masked cross-entropy, `logit_penalty`)."""
+        squares = ops.square(logits)
+        if self.form == "paper":
+            return 0.5 * self.lam * ops.sum(squares, axis=-1)
+        return self.lam * ops.mean(squares, axis=-1)
+
     def call(self, y_true, y_pred):
         cross_entropy = losses.per_example_cross_entropy(y_true, y_pred)
-        squares = ops.square(y_pred)
-        if self.form == "paper":
-            penalty = 0.5 * self.lam * ops.sum(squares, axis=-1)
-        else:
-            penalty = self.lam * ops.mean(squares, axis=-1)
-        return cross_entropy + penalty
+        return cross_entropy + self.penalty(y_pred)
 
     def get_config(self):
         return {**super().get_config(), "lam": self.lam, "form": self.form}

@@ -66,6 +66,10 @@ class ContinualLearning(protocol_base.Protocol):
       callbacks: methods (`zapkeras.methods.base.Method`, e.g. [@ReDo()])
         and any other Keras callbacks, passed to every task's fit; only
         methods get the task hooks, checkpoints, counters and eval models.
+      logit_penalty: a per-example penalty of the logits added to the
+        masked cross-entropy of the run's network (not the fresh
+        baseline's), e.g. @SpectralDecoupling() (lee2024 §3.4); any object
+        with `penalty(logits)`.
       augment: a training-batch augmentation (e.g. @augmentation()).
       restore_best: restore the best-validation epoch's weights at each
         task's end (the problem must hold out validation data).
@@ -93,6 +97,7 @@ class ContinualLearning(protocol_base.Protocol):
         warmup_fraction: settings.Fraction = 0.1,
         reset_optimizer: settings.Bool = False,
         callbacks=(),
+        logit_penalty=None,
         augment=None,
         restore_best: settings.Bool = False,
         accuracy_matrix: settings.Bool = False,
@@ -111,6 +116,15 @@ class ContinualLearning(protocol_base.Protocol):
         self.warmup_fraction = warmup_fraction
         self.reset_optimizer = reset_optimizer
         self.callbacks, self.augment = tuple(callbacks), augment
+        if logit_penalty is not None and not callable(
+            getattr(logit_penalty, "penalty", None)
+        ):
+            raise UsageError(
+                f"continual_learning.logit_penalty = {logit_penalty!r} has "
+                "no penalty(logits) method; use @SpectralDecoupling() or "
+                "None."
+            )
+        self.logit_penalty = logit_penalty
         self.restore_best, self.accuracy_matrix = restore_best, accuracy_matrix
         self.fresh_baseline = fresh_baseline
         self.probe_size, self.dormant_threshold = probe_size, dormant_threshold

@@ -32,7 +32,9 @@ class Run:
         with context.strategy.scope():
             self.seen = task_training.SeenClasses(problem.num_classes)
             self.schedule, self.optimizer = self.make_optimizer()
-            self.seen.compile(model, self.optimizer, self.jit)
+            self.seen.compile(
+                model, self.optimizer, self.jit, protocol.logit_penalty
+            )
             # Under mixed_float16 Keras wraps the optimizer in a
             # LossScaleOptimizer: build and checkpoint the wrapper.
             model.optimizer.build(model.trainable_variables)

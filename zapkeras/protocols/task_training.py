@@ -73,12 +73,13 @@ class SeenClasses:
     def accuracy(self, y, logits):
         return keras.metrics.sparse_categorical_accuracy(y, self.mask(logits))
 
-    def compile(self, model, optimizer=None, jit_compile=False):
-        """Compiles `model` with the masked loss, accuracy and CE metrics."""
+    def compile(self, model, optimizer=None, jit_compile=False, penalty=None):
+        """Compiles `model` with the masked loss (+ `penalty.penalty` of the
+        logits, e.g. SpectralDecoupling's), accuracy and CE metrics."""
         model.compile(
             optimizer=optimizer,
             jit_compile=jit_compile,
-            loss=MaskedCrossEntropy(self.key),
+            loss=MaskedCrossEntropy(self.key, penalty),
             metrics=[
                 MaskedMetric(self.key, "accuracy"),
                 MaskedMetric(self.key, "ce"),
@@ -88,17 +89,35 @@ class SeenClasses:
 
 @keras.saving.register_keras_serializable(package="zapkeras")
 class MaskedCrossEntropy(keras.losses.Loss):
-    """Sparse CE from logits, classes not seen yet masked out."""
+    """Sparse CE from logits, classes not seen yet masked out, plus an
+    optional `penalty.penalty(logits)` per example (of all the logits, in
+    full precision: SpectralDecoupling penalises the network's outputs)."""
 
-    def __init__(self, seen_key, name="masked_cross_entropy", **kwargs):
+    def __init__(
+        self, seen_key, penalty=None, name="masked_cross_entropy", **kwargs
+    ):
         super().__init__(name=name, **kwargs)
         self.seen_key = seen_key
+        if isinstance(penalty, dict):  # from get_config
+            penalty = keras.saving.deserialize_keras_object(penalty)
+        self.penalty = penalty
 
     def call(self, y_true, y_pred):
-        return SeenClasses.find(self.seen_key).cross_entropy(y_true, y_pred)
+        loss = SeenClasses.find(self.seen_key).cross_entropy(y_true, y_pred)
+        if self.penalty is not None:
+            logits = compile_options.full_precision(y_pred)
+            loss = loss + self.penalty.penalty(logits)
+        return loss
 
     def get_config(self):
-        return {**super().get_config(), "seen_key": self.seen_key}
+        penalty = None
+        if self.penalty is not None:
+            penalty = keras.saving.serialize_keras_object(self.penalty)
+        return {
+            **super().get_config(),
+            "seen_key": self.seen_key,
+            "penalty": penalty,
+        }
 
 
 @keras.saving.register_keras_serializable(package="zapkeras")
