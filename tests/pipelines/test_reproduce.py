@@ -75,6 +75,24 @@ def test_every_claim_names_cells_and_metrics_of_the_grid():
                     assert arm.metric in claim_cells.METRICS
 
 
+def test_ci_budgets_reach_every_continual_run_and_only_at_ci():
+    """The scorecard's ci continual runs get budgets at which networks
+    learn, appended after the study's own ci settings (so they win); the
+    small and paper scales are the studies' own."""
+    for scale in ("ci", "small"):
+        for name, runs in claim_cells.cells(scale, 1).items():
+            study, rest = name.split("/", 1)
+            key = rest.split("/")[0] if study == "hernandez2025" else study
+            budget = claim_cells.CI_BUDGETS.get(key)
+            if budget is None:
+                continue
+            last = {}
+            for binding in runs[0].params:
+                last[binding.split(" = ")[0]] = binding
+            wins = all(last.get(b.split(" = ")[0]) == b for b in budget)
+            assert wins == (scale == "ci"), name
+
+
 def test_missing_data_names_the_dataset_and_how_to_get_it(tmp_path):
     root = str(tmp_path)
     assert claim_cells.missing_data(None, root) is None
@@ -111,6 +129,7 @@ TINY = [
     "zap_divergence.steps = 3",
     "zap_divergence.batch_size = 16",
     "EPOCHS_PER_TASK = 1",
+    "glyph_class_sets.drawings = 20",
     "warm_start_tasks.scale_epochs = False",
     "continual_learning.probe_size = 20",
 ]
