@@ -200,6 +200,11 @@ LEE_POINT = "ratio_0.1-noise_0.5"  # lee2024 §3.4, Fig. 4
 BERARIU_POINT = "stages_2-uniform_1"
 
 
+def _ci_budget(scale, name):
+    """CI_BUDGETS of `name`'s study or problem (its first part) at ci."""
+    return CI_BUDGETS[name.split("/")[0]] if scale == "ci" else ()
+
+
 def _named(study, runs, name=None, params=()):
     """`runs` as cells `<study>/<name or run.name>`, `params` appended."""
     return [
@@ -274,26 +279,28 @@ def _hernandez_runs(scale, seeds):
     ]
     out = []
     for run in hernandez2025.runs(cell_list, seeds):
-        budget = CI_BUDGETS[run.name.split("/")[0]] if scale == "ci" else ()
+        budget = _ci_budget(scale, run.name)
         out += _named("hernandez2025", [run], params=budget)
     return out
 
 
 def _warm_start_runs(scale, seeds):
-    def budget(study):
-        return CI_BUDGETS[study] if scale == "ci" else ()
-
     lee = warm_start.SCALES["lee2024"][scale]
     values = {**warm_start.GRID_DEFAULTS, "ratios": (0.1,), "noises": (0.5,)}
     methods = ("base", "head_reset", "shrink_perturb", "hare_tortoise", "redo")
     lee_runs = warm_start.runs(
-        "lee2024", lee, values, methods, seeds, budget("lee2024")
+        "lee2024", lee, values, methods, seeds, _ci_budget(scale, "lee2024")
     )
     out = _named("lee2024", lee_runs)
     berariu = warm_start.SCALES["berariu2021"][scale]
     values = {**warm_start.GRID_DEFAULTS, "stages": (2, 3)}
     staged = warm_start.runs(
-        "berariu2021", berariu, values, ("base",), seeds, budget("berariu2021")
+        "berariu2021",
+        berariu,
+        values,
+        ("base",),
+        seeds,
+        _ci_budget(scale, "berariu2021"),
     )
     out += _named("berariu2021", staged)
     two = [r for r in staged if r.name.startswith(BERARIU_POINT)]

@@ -110,13 +110,10 @@ class MaskedCrossEntropy(keras.losses.Loss):
         return loss
 
     def get_config(self):
-        penalty = None
-        if self.penalty is not None:
-            penalty = keras.saving.serialize_keras_object(self.penalty)
         return {
             **super().get_config(),
             "seen_key": self.seen_key,
-            "penalty": penalty,
+            "penalty": keras.saving.serialize_keras_object(self.penalty),
         }
 
 
